@@ -1,0 +1,60 @@
+// Image decoding: JPEG (libjpeg-turbo), PNG, BMP into 8-bit RGB.
+//
+// Every decoder output is normalized to PixelFormat::kRGB8 (gray, RGBA, CMYK/YCCK JPEGs and
+// palette/16-bit PNGs are converted), so later stages handle exactly one layout.
+// Hostile input is expected: dimensions are checked against DecodeOptions::max_pixels from the
+// header, before any pixel buffer is allocated (decompression bombs), and truncated or corrupt
+// data gives kCorruptData naming the source. Thread-safe: functions keep no shared state.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string_view>
+
+#include "zerodet/core/image.h"
+#include "zerodet/core/status.h"
+
+namespace zerodet {
+
+enum class ImageFormat { kUnknown, kJpeg, kPng, kBmp };
+
+// Sniffs the format from the first bytes (magic numbers), not from a file name.
+ImageFormat DetectImageFormat(std::span<const uint8_t> bytes);
+
+struct DecodeOptions {
+  // Largest width*height accepted; larger images are refused with kResourceExhausted.
+  uint64_t max_pixels = 64'000'000;
+  // Opt-in fast mode for JPEG: when > 0 and the image is at least twice this size on both
+  // axes, decode with libjpeg-turbo's DCT-domain scaling (1/2, 1/4, 1/8) to the smallest
+  // scale whose result is still >= min_side on both axes. Boxes stay in original pixels
+  // (DecodedImage keeps the original size). 0 = off: full decode, identical to the reference.
+  int jpeg_scale_min_side = 0;
+};
+
+struct DecodedImage {
+  Image image;  // kRGB8, possibly DCT-downscaled
+  // Size of the encoded image. Differs from image.width()/height() only after DCT scaling.
+  int source_width = 0;
+  int source_height = 0;
+};
+
+// Image header information without decoding pixels.
+struct ImageInfo {
+  ImageFormat format = ImageFormat::kUnknown;
+  int width = 0;
+  int height = 0;
+};
+
+// Reads only the header. Errors: kCorruptData for unknown or malformed headers.
+Result<ImageInfo> ReadImageInfo(std::span<const uint8_t> bytes, std::string_view source_name);
+
+// Decodes `bytes`. `source_name` (file name, URL, object id) is used in error messages.
+Result<DecodedImage> DecodeImage(std::span<const uint8_t> bytes, std::string_view source_name,
+                                 const DecodeOptions& options = {});
+
+// Reads and decodes a file; errors name the path.
+Result<DecodedImage> DecodeImageFile(const std::filesystem::path& path,
+                                     const DecodeOptions& options = {});
+
+}  // namespace zerodet

@@ -1,0 +1,32 @@
+// TensorView: a non-owning view of a dense, row-major tensor in someone else's memory (a session
+// output, a store object, a shared-memory region). The viewer keeps that memory alive.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace zerodet {
+
+enum class DType : uint8_t { kFloat32, kFloat16, kUInt8, kInt8, kInt32, kInt64 };
+
+size_t DTypeSize(DType dtype);
+std::string_view DTypeName(DType dtype);
+
+struct TensorView {
+  void* data = nullptr;
+  DType dtype = DType::kFloat32;
+  std::vector<int64_t> shape;  // row-major, all dims >= 0
+
+  size_t num_elements() const;
+  size_t size_bytes() const { return num_elements() * DTypeSize(dtype); }
+  // REQUIRES: dtype == kFloat32.
+  float* f32() const { return static_cast<float*>(data); }
+};
+
+// "1x84x8400"; dynamic dimensions (< 0) print as "?".
+std::string ShapeToString(const std::vector<int64_t>& shape);
+
+}  // namespace zerodet

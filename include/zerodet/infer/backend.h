@@ -1,0 +1,78 @@
+// Backend: runs an ONNX model on one execution provider. The ONNX Runtime implementation is the
+// only one today; the interface exists so the detector, model manager and servers do not see
+// ONNX Runtime types.
+//
+// Thread-safety: a Backend is NOT safe for concurrent Run calls (outputs live in buffers the
+// backend owns and reuses). Use one Backend per worker thread, or serialize Run. info() is
+// immutable after creation and may be read from any thread.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "zerodet/core/status.h"
+#include "zerodet/core/tensor.h"
+
+namespace zerodet {
+
+enum class ExecutionProvider { kCpu, kCuda, kTensorRT };
+
+// "cpu", "cuda", "tensorrt". Errors: kInvalidArgument for other names.
+Result<ExecutionProvider> ParseExecutionProvider(std::string_view name);
+std::string_view ExecutionProviderName(ExecutionProvider provider);
+
+struct BackendOptions {
+  ExecutionProvider provider = ExecutionProvider::kCpu;
+  int device_id = 0;         // GPU ordinal for CUDA / TensorRT
+  int intra_op_threads = 0;  // 0: ONNX Runtime's default (one per physical core)
+  int inter_op_threads = 0;  // 0: default
+  // 0 disable, 1 basic, 2 extended, 3 all (ONNX Runtime's GraphOptimizationLevel).
+  int graph_optimization_level = 3;
+};
+
+struct TensorInfo {
+  std::string name;
+  DType dtype = DType::kFloat32;
+  std::vector<int64_t> shape;  // -1 for dynamic dimensions
+};
+
+struct ModelInfo {
+  std::filesystem::path path;
+  std::vector<TensorInfo> inputs;
+  std::vector<TensorInfo> outputs;
+  std::map<std::string, std::string> metadata;  // ONNX metadata_props (custom_metadata_map)
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual const ModelInfo& info() const = 0;
+  virtual ExecutionProvider provider() const = 0;
+
+  // Runs the model. `inputs` are bound in the order of info().inputs and must match their dtype
+  // and (static) dimensions; they stay in caller memory (no copy on CPU). On success the returned
+  // views, in the order of info().outputs, point into backend-owned memory that stays valid until
+  // the next Run or the backend's destruction.
+  // Errors: kInvalidArgument for a wrong count, dtype or shape (message names the tensor and
+  // both shapes); kInternal for runtime failures.
+  virtual Result<std::vector<TensorView>> Run(std::span<const TensorView> inputs) = 0;
+};
+
+// Execution providers compiled into the ONNX Runtime library in use, e.g. {"cpu"} or
+// {"cpu", "cuda", "tensorrt"}.
+std::vector<std::string> AvailableExecutionProviders();
+
+// Loads an ONNX model with ONNX Runtime.
+// Errors: kNotFound for a missing file; kUnimplemented when the provider is not in this
+// ONNX Runtime build (message lists the available ones); kCorruptData for a file ONNX Runtime
+// cannot parse.
+Result<std::unique_ptr<Backend>> CreateOnnxBackend(const std::filesystem::path& model_path,
+                                                   const BackendOptions& options = {});
+
+}  // namespace zerodet

@@ -1,0 +1,79 @@
+// Detector: decode -> letterbox -> run -> decode outputs -> NMS -> boxes in source pixels.
+//
+// The detector owns one Backend and one input buffer; preprocessing writes straight into that
+// buffer, which is bound as the model input (no intermediate copies). Not thread-safe: use one
+// Detector per worker thread (sessions share nothing, so N detectors scale across cores).
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "zerodet/codec/decode.h"
+#include "zerodet/codec/letterbox.h"
+#include "zerodet/core/detection.h"
+#include "zerodet/core/image.h"
+#include "zerodet/core/status.h"
+#include "zerodet/infer/backend.h"
+#include "zerodet/infer/yolo.h"
+
+namespace zerodet {
+
+struct DetectorOptions {
+  BackendOptions backend;
+  YoloFormat format = YoloFormat::kAuto;  // override the detected layout
+  DetectParams params;
+  DecodeOptions decode;  // limits and the opt-in JPEG DCT scaling (set from the model size)
+};
+
+struct StageTimings {
+  double decode_ms = 0;
+  double preprocess_ms = 0;
+  double infer_ms = 0;
+  double postprocess_ms = 0;
+};
+
+struct DetectionResult {
+  int width = 0;  // source image size (before any DCT scaling)
+  int height = 0;
+  std::vector<Detection> detections;  // source pixels, clipped to the image, by score
+  StageTimings timing;
+};
+
+class Detector {
+ public:
+  // Loads the model and derives its ModelSpec. Errors as CreateOnnxBackend and InferModelSpec.
+  static Result<std::unique_ptr<Detector>> Create(const std::filesystem::path& model_path,
+                                                  const DetectorOptions& options = {});
+  ~Detector();
+
+  const ModelSpec& spec() const;
+  const ModelInfo& model_info() const;
+  const DetectorOptions& options() const;
+
+  // Reads, decodes and detects one image file. Errors name the file.
+  Result<DetectionResult> DetectFile(const std::filesystem::path& path);
+  // Detects on encoded bytes (JPEG/PNG/BMP); `source_name` appears in errors.
+  Result<DetectionResult> DetectEncoded(std::span<const uint8_t> bytes,
+                                        std::string_view source_name);
+  // Detects on decoded pixels. `source_width/height` is the size boxes are reported in
+  // (0 = the image's own size; set it when the image was DCT-downscaled).
+  Result<DetectionResult> Detect(const ImageView& image, int source_width = 0,
+                                 int source_height = 0);
+  // One Run for all images when the model has a dynamic batch dimension, else one Run each.
+  Result<std::vector<DetectionResult>> DetectBatch(std::span<const ImageView> images);
+
+  // Runs on an input that is already letterboxed (3 x H x W float32 in caller memory, e.g. a
+  // store object or shared-memory region): no preprocessing, no copy. `geometry` maps boxes
+  // back to a source of source_width x source_height.
+  Result<DetectionResult> DetectPreprocessed(const float* chw, const LetterboxGeometry& geometry,
+                                             int source_width, int source_height);
+
+ private:
+  struct Impl;
+  explicit Detector(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace zerodet

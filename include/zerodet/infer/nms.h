@@ -1,0 +1,16 @@
+// Non-maximum suppression.
+#pragma once
+
+#include <vector>
+
+#include "zerodet/core/detection.h"
+
+namespace zerodet {
+
+// Greedy NMS: keeps the highest-scoring box, drops every remaining box of the same class (or any
+// class when class_agnostic) whose IoU with it exceeds iou_threshold, and repeats. Returns kept
+// detections sorted by descending score, at most max_detections. Ties keep input order.
+std::vector<Detection> NonMaxSuppression(std::vector<Detection> candidates, float iou_threshold,
+                                         int max_detections, bool class_agnostic);
+
+}  // namespace zerodet
