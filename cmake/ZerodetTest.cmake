@@ -1,13 +1,18 @@
-# zerodet_add_test(NAME SOURCES a.cc b.cc LIBS zerodet_x ...)
+# zerodet_add_test(NAME SOURCES a.cc b.cc LIBS zerodet_x ... [LABELS concurrent ...])
 # Builds one GoogleTest executable and registers each test case with CTest. Tests find the shared
-# data (models, images, COCO subset) and the source tree through compile definitions.
+# data (models, images, COCO subset) and the source tree through compile definitions. Suites of
+# concurrent code carry the label "concurrent": the ThreadSanitizer job runs those.
 function(zerodet_add_test name)
-  cmake_parse_arguments(ARG "" "" "SOURCES;LIBS" ${ARGN})
+  cmake_parse_arguments(ARG "" "" "SOURCES;LIBS;LABELS" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE ${ARG_LIBS} GTest::gtest GTest::gtest_main GTest::gmock)
   target_compile_definitions(${name} PRIVATE
     ZERODET_SHARED_DIR="${ZERODET_SHARED_DIR}"
     ZERODET_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
     ZERODET_BINARY_DIR="${PROJECT_BINARY_DIR}")
-  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 120 PROPERTIES TIMEOUT 900)
+  set(labels ${ARG_LABELS})
+  if(NOT labels)
+    set(labels unit)
+  endif()
+  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 120 PROPERTIES TIMEOUT 900 LABELS "${labels}")
 endfunction()
