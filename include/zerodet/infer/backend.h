@@ -56,9 +56,12 @@ class Backend {
   virtual ExecutionProvider provider() const = 0;
 
   // Runs the model. `inputs` are bound in the order of info().inputs and must match their dtype
-  // and (static) dimensions; they stay in caller memory (no copy on CPU). On success the returned
-  // views, in the order of info().outputs, point into backend-owned memory that stays valid until
-  // the next Run or the backend's destruction.
+  // and (static) dimensions; they stay in caller memory (no copy on CPU) and are only read. On
+  // success the returned views, in the order of info().outputs, point into backend-owned memory
+  // that stays valid until the next Run or the backend's destruction. Outputs whose shape is
+  // known from the input shapes (static, or a symbolic dimension shared with an input, such as a
+  // dynamic batch) are written into buffers allocated once and reused while input shapes stay
+  // the same; others (data-dependent shapes) are allocated by ONNX Runtime on each Run.
   // Errors: kInvalidArgument for a wrong count, dtype or shape (message names the tensor and
   // both shapes); kInternal for runtime failures.
   virtual Result<std::vector<TensorView>> Run(std::span<const TensorView> inputs) = 0;
@@ -68,10 +71,13 @@ class Backend {
 // {"cpu", "cuda", "tensorrt"}.
 std::vector<std::string> AvailableExecutionProviders();
 
-// Loads an ONNX model with ONNX Runtime.
+// Loads an ONNX model with ONNX Runtime. All backends share one process-wide Ort::Env (logging
+// goes to spdlog); each has its own session and thread pools. For kTensorRT, CUDA is appended
+// as the fallback for nodes TensorRT does not take. Thread-safe.
 // Errors: kNotFound for a missing file; kUnimplemented when the provider is not in this
-// ONNX Runtime build (message lists the available ones); kCorruptData for a file ONNX Runtime
-// cannot parse.
+// ONNX Runtime build (message lists the available ones); kUnavailable when the provider is in
+// the build but cannot start (no GPU, missing CUDA libraries); kCorruptData for a file ONNX
+// Runtime cannot parse; kInvalidArgument for bad options or a path that is not a file.
 Result<std::unique_ptr<Backend>> CreateOnnxBackend(const std::filesystem::path& model_path,
                                                    const BackendOptions& options = {});
 

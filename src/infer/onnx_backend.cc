@@ -1,0 +1,529 @@
+// ONNX Runtime implementation of Backend.
+//
+// Data path: the caller's input tensors are wrapped in Ort::Values over their own memory and bound
+// with IOBinding (no copy on CPU). Outputs whose shapes are known for the bound input shapes are
+// bound to buffers this backend owns, so a Run writes straight into memory that is reused from
+// call to call; outputs with data-dependent shapes are allocated by ONNX Runtime and kept alive
+// until the next Run.
+#include <onnxruntime_cxx_api.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <new>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "zerodet/infer/backend.h"
+
+namespace zerodet {
+namespace {
+
+constexpr const char* kOrtCpu = "CPUExecutionProvider";
+constexpr const char* kOrtCuda = "CUDAExecutionProvider";
+constexpr const char* kOrtTensorRT = "TensorrtExecutionProvider";
+
+void LogFromOrt(void* /*param*/, OrtLoggingLevel severity, const char* category,
+                const char* /*logid*/, const char* /*code_location*/, const char* message) {
+  spdlog::level::level_enum level = spdlog::level::debug;
+  switch (severity) {
+    case ORT_LOGGING_LEVEL_VERBOSE:
+      level = spdlog::level::trace;
+      break;
+    case ORT_LOGGING_LEVEL_INFO:
+      level = spdlog::level::debug;
+      break;
+    case ORT_LOGGING_LEVEL_WARNING:
+      level = spdlog::level::warn;
+      break;
+    case ORT_LOGGING_LEVEL_ERROR:
+    case ORT_LOGGING_LEVEL_FATAL:
+      level = spdlog::level::err;
+      break;
+  }
+  spdlog::log(level, "onnxruntime [{}]: {}", category ? category : "", message ? message : "");
+}
+
+// One Ort::Env per process: it owns ONNX Runtime's logging and global state, and creating a
+// second one is an error in ONNX Runtime. Initialization is thread-safe (function-local static);
+// the constructor may throw Ort::Exception, which callers catch.
+Ort::Env& OrtEnv() {
+  static Ort::Env env(ORT_LOGGING_LEVEL_WARNING, "zerodet", LogFromOrt, nullptr);
+  return env;
+}
+
+std::string ProviderShortName(const std::string& ort_name) {
+  if (ort_name == kOrtCpu) return "cpu";
+  if (ort_name == kOrtCuda) return "cuda";
+  if (ort_name == kOrtTensorRT) return "tensorrt";
+  return ort_name;
+}
+
+std::string JoinNames(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& name : names) {
+    if (!out.empty()) out += ", ";
+    out += name;
+  }
+  return out;
+}
+
+Result<DType> ToDType(ONNXTensorElementDataType type, const std::string& tensor_name) {
+  switch (type) {
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT:
+      return DType::kFloat32;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16:
+      return DType::kFloat16;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8:
+      return DType::kUInt8;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8:
+      return DType::kInt8;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32:
+      return DType::kInt32;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64:
+      return DType::kInt64;
+    default:
+      return UnimplementedError("tensor '" + tensor_name + "' has ONNX element type " +
+                                std::to_string(static_cast<int>(type)) +
+                                ", which zerodet does not support (FP32, FP16, UINT8, INT8, "
+                                "INT32, INT64 are)");
+  }
+}
+
+ONNXTensorElementDataType ToOrtType(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat32:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+    case DType::kFloat16:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
+    case DType::kUInt8:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
+    case DType::kInt8:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8;
+    case DType::kInt32:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;
+    case DType::kInt64:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
+  }
+  return ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+}
+
+// Maps an ONNX Runtime error raised while loading a model to a zerodet status.
+Status LoadError(const Ort::Exception& e, const std::filesystem::path& path) {
+  const std::string message = path.string() + ": " + e.what();
+  switch (e.GetOrtErrorCode()) {
+    case ORT_NO_SUCHFILE:
+      return NotFoundError(message);
+    case ORT_INVALID_PROTOBUF:
+    case ORT_INVALID_GRAPH:
+      return CorruptDataError(message + " (not a valid ONNX model)");
+    case ORT_NOT_IMPLEMENTED:
+      return UnimplementedError(message);
+    case ORT_INVALID_ARGUMENT:
+      return InvalidArgumentError(message);
+    default:
+      return InternalError(message);
+  }
+}
+
+// A tensor's element type, shape and the names of its symbolic (dynamic) dimensions.
+struct TensorDecl {
+  TensorInfo info;
+  std::vector<std::string> symbols;  // per dimension; empty when unnamed or static
+};
+
+Result<TensorDecl> DescribeTensor(const std::string& name, const Ort::TypeInfo& type_info) {
+  if (type_info.GetONNXType() != ONNX_TYPE_TENSOR) {
+    return UnimplementedError("'" + name + "' is not a tensor (sequence/map values unsupported)");
+  }
+  auto shape_info = type_info.GetTensorTypeAndShapeInfo();
+  TensorDecl decl;
+  decl.info.name = name;
+  ZD_ASSIGN_OR_RETURN(decl.info.dtype, ToDType(shape_info.GetElementType(), name));
+  decl.info.shape = shape_info.GetShape();
+  for (auto& d : decl.info.shape) {
+    if (d <= 0) d = -1;
+  }
+  for (const char* symbol : shape_info.GetSymbolicDimensions()) {
+    decl.symbols.emplace_back(symbol ? symbol : "");
+  }
+  decl.symbols.resize(decl.info.shape.size());
+  return decl;
+}
+
+// 64-byte aligned, so kernels writing outputs can use aligned vector stores.
+struct AlignedFree {
+  void operator()(std::byte* p) const { ::operator delete[](p, std::align_val_t{64}); }
+};
+using AlignedBuffer = std::unique_ptr<std::byte[], AlignedFree>;
+
+AlignedBuffer AllocateAligned(size_t bytes) {
+  return AlignedBuffer(static_cast<std::byte*>(::operator new[](bytes, std::align_val_t{64})));
+}
+
+class OnnxBackend final : public Backend {
+ public:
+  OnnxBackend(Ort::Session session, ModelInfo info, ExecutionProvider provider,
+              std::vector<std::vector<std::string>> input_symbols,
+              std::vector<std::vector<std::string>> output_symbols)
+      : session_(std::move(session)),
+        binding_(session_),
+        cpu_memory_(Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault)),
+        info_(std::move(info)),
+        provider_(provider),
+        input_symbols_(std::move(input_symbols)),
+        output_symbols_(std::move(output_symbols)),
+        outputs_(info_.outputs.size()) {}
+
+  const ModelInfo& info() const override { return info_; }
+  ExecutionProvider provider() const override { return provider_; }
+
+  Result<std::vector<TensorView>> Run(std::span<const TensorView> inputs) override {
+    ZD_RETURN_IF_ERROR(ValidateInputs(inputs));
+    try {
+      for (size_t i = 0; i < inputs.size(); ++i) {
+        const TensorView& in = inputs[i];
+        Ort::Value value =
+            Ort::Value::CreateTensor(cpu_memory_, in.data, in.size_bytes(), in.shape.data(),
+                                     in.shape.size(), ToOrtType(in.dtype));
+        binding_.BindInput(info_.inputs[i].name.c_str(), value);
+      }
+      if (!outputs_bound_ || !SameShapes(inputs)) {
+        BindOutputs(inputs);
+      } else {
+        RebindDynamicOutputs();
+      }
+      session_.Run(run_options_, binding_);
+      if (provider_ != ExecutionProvider::kCpu) binding_.SynchronizeOutputs();
+      return CollectOutputs();
+    } catch (const Ort::Exception& e) {
+      // A failed run may leave output bindings in an unknown state: rebind next time.
+      outputs_bound_ = false;
+      return InternalError(info_.path.filename().string() +
+                           ": ONNX Runtime run failed: " + e.what());
+    }
+  }
+
+ private:
+  struct OutputSlot {
+    AlignedBuffer buffer;  // set when the output shape is static for the bound input shapes
+    size_t capacity_bytes = 0;
+    std::vector<int64_t> shape;
+    bool preallocated = false;
+  };
+
+  Status ValidateInputs(std::span<const TensorView> inputs) const {
+    const std::string model = info_.path.filename().string();
+    if (inputs.size() != info_.inputs.size()) {
+      return InvalidArgumentError(model + ": expected " + std::to_string(info_.inputs.size()) +
+                                  " input tensor(s), got " + std::to_string(inputs.size()));
+    }
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      const TensorInfo& want = info_.inputs[i];
+      const TensorView& got = inputs[i];
+      if (got.dtype != want.dtype) {
+        return InvalidArgumentError(model + ": input '" + want.name + "' must be " +
+                                    std::string(DTypeName(want.dtype)) + ", got " +
+                                    std::string(DTypeName(got.dtype)));
+      }
+      bool shape_ok = got.shape.size() == want.shape.size();
+      for (size_t d = 0; shape_ok && d < got.shape.size(); ++d) {
+        shape_ok = got.shape[d] > 0 && (want.shape[d] < 0 || want.shape[d] == got.shape[d]);
+      }
+      if (!shape_ok) {
+        return InvalidArgumentError(model + ": input '" + want.name + "' must have shape " +
+                                    ShapeToString(want.shape) + ", got " +
+                                    ShapeToString(got.shape));
+      }
+      if (got.data == nullptr) {
+        return InvalidArgumentError(model + ": input '" + want.name + "' has no data");
+      }
+    }
+    return Status::Ok();
+  }
+
+  bool SameShapes(std::span<const TensorView> inputs) const {
+    if (bound_input_shapes_.size() != inputs.size()) return false;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      if (bound_input_shapes_[i] != inputs[i].shape) return false;
+    }
+    return true;
+  }
+
+  // The shape of output `index` for these inputs, or nullopt when a dimension is only known
+  // after running (data-dependent, or a symbol no input shares).
+  std::optional<std::vector<int64_t>> ResolveOutputShape(size_t index,
+                                                         std::span<const TensorView> inputs) const {
+    std::vector<int64_t> shape = info_.outputs[index].shape;
+    for (size_t d = 0; d < shape.size(); ++d) {
+      if (shape[d] > 0) continue;
+      const std::string& symbol = output_symbols_[index][d];
+      if (symbol.empty()) return std::nullopt;
+      bool resolved = false;
+      for (size_t i = 0; i < inputs.size() && !resolved; ++i) {
+        for (size_t j = 0; j < input_symbols_[i].size(); ++j) {
+          if (input_symbols_[i][j] == symbol) {
+            shape[d] = inputs[i].shape[j];
+            resolved = true;
+            break;
+          }
+        }
+      }
+      if (!resolved) return std::nullopt;
+    }
+    return shape;
+  }
+
+  // Binds every output either to a backend-owned buffer of the resolved shape or to ONNX
+  // Runtime's CPU allocator. Throws Ort::Exception.
+  void BindOutputs(std::span<const TensorView> inputs) {
+    ort_outputs_.clear();
+    binding_.ClearBoundOutputs();
+    for (size_t i = 0; i < outputs_.size(); ++i) {
+      const TensorInfo& out = info_.outputs[i];
+      OutputSlot& slot = outputs_[i];
+      auto shape = ResolveOutputShape(i, inputs);
+      slot.preallocated = shape.has_value();
+      if (!slot.preallocated) {
+        binding_.BindOutput(out.name.c_str(), cpu_memory_);
+        continue;
+      }
+      slot.shape = std::move(*shape);
+      TensorView view{nullptr, out.dtype, slot.shape};
+      const size_t bytes = std::max<size_t>(view.size_bytes(), 1);
+      if (bytes > slot.capacity_bytes) {
+        slot.buffer = AllocateAligned(bytes);
+        slot.capacity_bytes = bytes;
+      }
+      Ort::Value value =
+          Ort::Value::CreateTensor(cpu_memory_, slot.buffer.get(), view.size_bytes(),
+                                   slot.shape.data(), slot.shape.size(), ToOrtType(out.dtype));
+      binding_.BindOutput(out.name.c_str(), value);
+    }
+    bound_input_shapes_.clear();
+    for (const auto& in : inputs) bound_input_shapes_.push_back(in.shape);
+    outputs_bound_ = true;
+  }
+
+  // An output bound to an allocator keeps the value of the last Run, which ONNX Runtime would
+  // then treat as pre-allocated with that shape: bind the allocator again so each Run allocates
+  // a value of the shape it computes. The previous values are released (their views end here).
+  void RebindDynamicOutputs() {
+    ort_outputs_.clear();
+    for (size_t i = 0; i < outputs_.size(); ++i) {
+      if (!outputs_[i].preallocated) {
+        binding_.BindOutput(info_.outputs[i].name.c_str(), cpu_memory_);
+      }
+    }
+  }
+
+  Result<std::vector<TensorView>> CollectOutputs() {
+    const bool any_dynamic = std::any_of(outputs_.begin(), outputs_.end(),
+                                         [](const auto& s) { return !s.preallocated; });
+    ort_outputs_.clear();
+    if (any_dynamic) ort_outputs_ = binding_.GetOutputValues();
+    std::vector<TensorView> views(outputs_.size());
+    for (size_t i = 0; i < outputs_.size(); ++i) {
+      views[i].dtype = info_.outputs[i].dtype;
+      if (outputs_[i].preallocated) {
+        views[i].data = outputs_[i].buffer.get();
+        views[i].shape = outputs_[i].shape;
+      } else {
+        Ort::Value& value = ort_outputs_[i];
+        views[i].data = value.GetTensorMutableRawData();
+        views[i].shape = value.GetTensorTypeAndShapeInfo().GetShape();
+      }
+    }
+    return views;
+  }
+
+  Ort::Session session_;
+  Ort::IoBinding binding_;
+  Ort::MemoryInfo cpu_memory_;
+  Ort::RunOptions run_options_;
+  ModelInfo info_;
+  ExecutionProvider provider_;
+  std::vector<std::vector<std::string>> input_symbols_;
+  std::vector<std::vector<std::string>> output_symbols_;
+  std::vector<OutputSlot> outputs_;
+  std::vector<Ort::Value> ort_outputs_;  // ONNX Runtime-allocated outputs of the last Run
+  std::vector<std::vector<int64_t>> bound_input_shapes_;
+  bool outputs_bound_ = false;
+};
+
+// Adds the execution provider to the session options. Throws Ort::Exception.
+void AppendProvider(Ort::SessionOptions& session_options, ExecutionProvider provider,
+                    int device_id) {
+  const OrtApi& api = Ort::GetApi();
+  const std::string device = std::to_string(device_id);
+  const char* keys[] = {"device_id"};
+  const char* values[] = {device.c_str()};
+  if (provider == ExecutionProvider::kTensorRT) {
+    OrtTensorRTProviderOptionsV2* trt = nullptr;
+    Ort::ThrowOnError(api.CreateTensorRTProviderOptions(&trt));
+    std::unique_ptr<OrtTensorRTProviderOptionsV2, decltype(api.ReleaseTensorRTProviderOptions)>
+        trt_owner(trt, api.ReleaseTensorRTProviderOptions);
+    Ort::ThrowOnError(api.UpdateTensorRTProviderOptions(trt, keys, values, 1));
+    session_options.AppendExecutionProvider_TensorRT_V2(*trt);
+  }
+  // TensorRT falls back to CUDA for the nodes it does not take, so both are appended.
+  if (provider == ExecutionProvider::kCuda || provider == ExecutionProvider::kTensorRT) {
+    OrtCUDAProviderOptionsV2* cuda = nullptr;
+    Ort::ThrowOnError(api.CreateCUDAProviderOptions(&cuda));
+    std::unique_ptr<OrtCUDAProviderOptionsV2, decltype(api.ReleaseCUDAProviderOptions)> cuda_owner(
+        cuda, api.ReleaseCUDAProviderOptions);
+    Ort::ThrowOnError(api.UpdateCUDAProviderOptions(cuda, keys, values, 1));
+    session_options.AppendExecutionProvider_CUDA_V2(*cuda);
+  }
+}
+
+Result<GraphOptimizationLevel> ToOrtOptimizationLevel(int level) {
+  switch (level) {
+    case 0:
+      return GraphOptimizationLevel::ORT_DISABLE_ALL;
+    case 1:
+      return GraphOptimizationLevel::ORT_ENABLE_BASIC;
+    case 2:
+      return GraphOptimizationLevel::ORT_ENABLE_EXTENDED;
+    case 3:
+      return GraphOptimizationLevel::ORT_ENABLE_ALL;
+    default:
+      return InvalidArgumentError("graph_optimization_level must be 0..3, got " +
+                                  std::to_string(level));
+  }
+}
+
+Result<std::unique_ptr<Backend>> CreateOnnxBackendOrThrow(const std::filesystem::path& path,
+                                                          const BackendOptions& options) {
+  const std::string model = path.filename().string();
+  std::vector<std::string> ort_available = Ort::GetAvailableProviders();
+  if (options.provider != ExecutionProvider::kCpu) {
+    const char* needed = options.provider == ExecutionProvider::kCuda ? kOrtCuda : kOrtTensorRT;
+    if (std::find(ort_available.begin(), ort_available.end(), needed) == ort_available.end()) {
+      std::vector<std::string> available;
+      for (const auto& name : ort_available) available.push_back(ProviderShortName(name));
+      return UnimplementedError(
+          model + ": execution provider '" + std::string(ExecutionProviderName(options.provider)) +
+          "' is not in this ONNX Runtime build (available: " + JoinNames(available) +
+          "); use an ONNX Runtime build with that provider, or --provider cpu");
+    }
+  }
+  if (options.intra_op_threads < 0 || options.inter_op_threads < 0) {
+    return InvalidArgumentError("thread counts must be >= 0 (0 = ONNX Runtime's default)");
+  }
+  ZD_ASSIGN_OR_RETURN(GraphOptimizationLevel level,
+                      ToOrtOptimizationLevel(options.graph_optimization_level));
+
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    return NotFoundError("model file not found: " + path.string());
+  }
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    return InvalidArgumentError("model path is not a regular file: " + path.string());
+  }
+
+  Ort::SessionOptions session_options;
+  session_options.SetIntraOpNumThreads(options.intra_op_threads);
+  session_options.SetInterOpNumThreads(options.inter_op_threads);
+  session_options.SetGraphOptimizationLevel(level);
+  if (options.inter_op_threads > 1) session_options.SetExecutionMode(ORT_PARALLEL);
+  if (options.provider != ExecutionProvider::kCpu) {
+    try {
+      AppendProvider(session_options, options.provider, options.device_id);
+    } catch (const Ort::Exception& e) {
+      return UnavailableError(model + ": cannot start execution provider '" +
+                              std::string(ExecutionProviderName(options.provider)) +
+                              "' on device " + std::to_string(options.device_id) + ": " + e.what());
+    }
+  }
+
+  std::optional<Ort::Session> session;
+  try {
+    session.emplace(OrtEnv(), path.c_str(), session_options);
+  } catch (const Ort::Exception& e) {
+    return LoadError(e, path);
+  }
+
+  ModelInfo info;
+  info.path = path;
+  Ort::AllocatorWithDefaultOptions allocator;
+  std::vector<std::vector<std::string>> input_symbols;
+  std::vector<std::vector<std::string>> output_symbols;
+  for (size_t i = 0; i < session->GetInputCount(); ++i) {
+    std::string name = session->GetInputNameAllocated(i, allocator).get();
+    auto decl = DescribeTensor(name, session->GetInputTypeInfo(i));
+    if (!decl.ok()) return decl.status().WithContext(model);
+    info.inputs.push_back(std::move(decl->info));
+    input_symbols.push_back(std::move(decl->symbols));
+  }
+  for (size_t i = 0; i < session->GetOutputCount(); ++i) {
+    std::string name = session->GetOutputNameAllocated(i, allocator).get();
+    auto decl = DescribeTensor(name, session->GetOutputTypeInfo(i));
+    if (!decl.ok()) return decl.status().WithContext(model);
+    info.outputs.push_back(std::move(decl->info));
+    output_symbols.push_back(std::move(decl->symbols));
+  }
+  Ort::ModelMetadata metadata = session->GetModelMetadata();
+  for (const auto& key : metadata.GetCustomMetadataMapKeysAllocated(allocator)) {
+    auto value = metadata.LookupCustomMetadataMapAllocated(key.get(), allocator);
+    info.metadata[key.get()] = value ? value.get() : "";
+  }
+  spdlog::debug("{}: loaded on {} ({} input(s), {} output(s))", model,
+                ExecutionProviderName(options.provider), info.inputs.size(), info.outputs.size());
+  return std::unique_ptr<Backend>(new OnnxBackend(std::move(*session), std::move(info),
+                                                  options.provider, std::move(input_symbols),
+                                                  std::move(output_symbols)));
+}
+
+}  // namespace
+
+Result<ExecutionProvider> ParseExecutionProvider(std::string_view name) {
+  if (name == "cpu") return ExecutionProvider::kCpu;
+  if (name == "cuda") return ExecutionProvider::kCuda;
+  if (name == "tensorrt" || name == "trt") return ExecutionProvider::kTensorRT;
+  return InvalidArgumentError("unknown execution provider '" + std::string(name) +
+                              "' (expected cpu, cuda or tensorrt)");
+}
+
+std::string_view ExecutionProviderName(ExecutionProvider provider) {
+  switch (provider) {
+    case ExecutionProvider::kCpu:
+      return "cpu";
+    case ExecutionProvider::kCuda:
+      return "cuda";
+    case ExecutionProvider::kTensorRT:
+      return "tensorrt";
+  }
+  return "unknown";
+}
+
+std::vector<std::string> AvailableExecutionProviders() {
+  std::vector<std::string> names;
+  try {
+    for (const auto& name : Ort::GetAvailableProviders()) {
+      names.push_back(ProviderShortName(name));
+    }
+  } catch (const Ort::Exception& e) {
+    spdlog::warn("cannot list ONNX Runtime execution providers: {}", e.what());
+  }
+  return names;
+}
+
+Result<std::unique_ptr<Backend>> CreateOnnxBackend(const std::filesystem::path& model_path,
+                                                   const BackendOptions& options) {
+  // ONNX Runtime reports errors by exception; none may cross the module boundary.
+  try {
+    return CreateOnnxBackendOrThrow(model_path, options);
+  } catch (const Ort::Exception& e) {
+    return LoadError(e, model_path);
+  } catch (const std::exception& e) {
+    return InternalError(model_path.string() + ": " + e.what());
+  }
+}
+
+}  // namespace zerodet
