@@ -15,7 +15,7 @@ JOBS=${JOBS:-$(nproc)}
 
 # Build tools, libraries, and what the tests use (python3-onnx generates small test models).
 packages=(
-  build-essential cmake ninja-build pkg-config git npm
+  build-essential cmake ninja-build pkg-config git
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
   libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev zlib1g-dev
   libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
@@ -27,6 +27,10 @@ if [[ -f scripts/packages.extra ]]; then
   mapfile -t extra < <(grep -v '^\s*#' scripts/packages.extra | grep -v '^\s*$')
   packages+=("${extra[@]}")
 fi
+
+# npm fetches ONNX Runtime; a machine with Node.js from elsewhere (e.g. NodeSource, whose nodejs
+# package bundles npm and conflicts with Debian's npm) already has it.
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do
