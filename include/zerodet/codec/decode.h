@@ -25,10 +25,12 @@ ImageFormat DetectImageFormat(std::span<const uint8_t> bytes);
 struct DecodeOptions {
   // Largest width*height accepted; larger images are refused with kResourceExhausted.
   uint64_t max_pixels = 64'000'000;
-  // Opt-in fast mode for JPEG: when > 0 and the image is at least twice this size on both
-  // axes, decode with libjpeg-turbo's DCT-domain scaling (1/2, 1/4, 1/8) to the smallest
-  // scale whose result is still >= min_side on both axes. Boxes stay in original pixels
-  // (DecodedImage keeps the original size). 0 = off: full decode, identical to the reference.
+  // Opt-in fast mode for JPEG, set to the model input side S: when the letterbox would shrink
+  // the image by 2x or more (min(S/w, S/h) <= 1/2), decode with libjpeg-turbo's DCT-domain
+  // scaling to the smallest of 1/2, 1/4, 1/8 that still leaves the image at least as large as
+  // the letterbox resizes it to, so the final resize still only shrinks. Boxes stay in
+  // original pixels (DecodedImage keeps the original size). 0 = off: full decode, identical to
+  // the reference (cv::imread).
   int jpeg_scale_min_side = 0;
 };
 
