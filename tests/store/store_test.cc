@@ -1,0 +1,415 @@
+// In-process tests of the store: the server runs on a thread of the test process.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <thread>
+
+#include "protocol.h"
+#include "shm_util.h"
+#include "store_test_util.h"
+
+namespace zerodet::store {
+namespace {
+
+using ::testing::HasSubstr;
+using namespace std::chrono_literals;
+using testing::CheckPattern;
+using testing::FillPattern;
+using testing::IdOf;
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { StartStore(8 << 20); }
+
+  void StartStore(uint64_t capacity) {
+    socket_ = dir_.File("store.sock");
+    auto server = StoreServer::Create(testing::SmallStore(socket_, capacity));
+    ASSERT_TRUE(server.ok()) << server.status().ToString();
+    server_ = std::move(*server);
+    server_->Start();
+    client_ = testing::MustConnect(socket_);
+    ASSERT_NE(client_, nullptr);
+  }
+
+  // Creates and seals an object of `size` bytes filled with the pattern of `seed`.
+  void Put(const ObjectId& id, uint64_t size, uint64_t seed, std::string_view metadata = {}) {
+    auto buffer = client_->Create(
+        id, size, {reinterpret_cast<const uint8_t*>(metadata.data()), metadata.size()});
+    ASSERT_TRUE(buffer.ok()) << buffer.status().ToString();
+    FillPattern(buffer->data(), seed);
+    ASSERT_TRUE(client_->Seal(std::move(*buffer)).ok());
+  }
+
+  StoreStats Stats() {
+    auto stats = client_->Stats();
+    EXPECT_TRUE(stats.ok()) << stats.status().ToString();
+    return stats.ok() ? *stats : StoreStats{};
+  }
+
+  testing::TempDir dir_;
+  std::string socket_;
+  std::unique_ptr<StoreServer> server_;
+  std::unique_ptr<StoreClient> client_;
+};
+
+TEST_F(StoreTest, CreateSealGetRoundTrip) {
+  Put(IdOf(1), 100000, 1, "shape=3x224x224");
+  auto view = client_->Get(IdOf(1));
+  ASSERT_TRUE(view.ok()) << view.status().ToString();
+  EXPECT_EQ(view->data().size(), 100000u);
+  EXPECT_TRUE(CheckPattern(view->data(), 1));
+  EXPECT_EQ(std::string(view->metadata().begin(), view->metadata().end()), "shape=3x224x224");
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(view->data().data()) % 64, 0u);
+  EXPECT_TRUE(client_->Contains(IdOf(1)));
+  EXPECT_FALSE(client_->Contains(IdOf(2)));
+}
+
+TEST_F(StoreTest, SocketGetMatchesFastGet) {
+  Put(IdOf(1), 5000, 9, "m");
+  auto fast = client_->Get(IdOf(1));
+  auto slow = client_->Get(IdOf(1), {.timeout = 0ms, .fast_path = false});
+  ASSERT_TRUE(fast.ok() && slow.ok()) << slow.status().ToString();
+  EXPECT_EQ(fast->data().data(), slow->data().data());
+  EXPECT_EQ(slow->metadata().size(), 1u);
+  EXPECT_EQ(Stats().socket_gets, 1u);
+  auto missing = client_->Get(IdOf(2), {.timeout = 0ms, .fast_path = false});
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(StoreTest, UnsealedObjectsAreInvisibleAndGetWaitsForSeal) {
+  auto buffer = client_->Create(IdOf(1), 64);
+  ASSERT_TRUE(buffer.ok());
+  EXPECT_EQ(client_->Get(IdOf(1)).status().code(), StatusCode::kNotFound);
+  EXPECT_FALSE(client_->Contains(IdOf(1)));
+
+  auto reader = testing::MustConnect(socket_);
+  std::atomic<bool> got{false};
+  std::thread waiter([&] {
+    auto view = reader->Get(IdOf(1), {.timeout = 10s});
+    EXPECT_TRUE(view.ok()) << view.status().ToString();
+    if (view.ok()) {
+      EXPECT_TRUE(CheckPattern(view->data(), 5));
+    }
+    got = true;
+  });
+  FillPattern(buffer->data(), 5);
+  ASSERT_TRUE(client_->Seal(std::move(*buffer)).ok());
+  waiter.join();
+  EXPECT_TRUE(got);
+}
+
+TEST_F(StoreTest, GetTimesOut) {
+  auto view = client_->Get(IdOf(1), {.timeout = 50ms});
+  EXPECT_EQ(view.status().code(), StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(view.status().message(), HasSubstr(IdOf(1).ToHex()));
+  // Batch form: missing objects give empty views, present ones valid views.
+  Put(IdOf(2), 10, 2);
+  std::vector<ObjectId> ids = {IdOf(1), IdOf(2)};
+  auto views = client_->Get(ids, {.timeout = 20ms});
+  ASSERT_TRUE(views.ok());
+  EXPECT_FALSE((*views)[0].valid());
+  EXPECT_TRUE((*views)[1].valid());
+}
+
+TEST_F(StoreTest, DuplicateIdsAreRejected) {
+  Put(IdOf(1), 10, 1);
+  auto again = client_->Create(IdOf(1), 10);
+  EXPECT_EQ(again.status().code(), StatusCode::kAlreadyExists);
+  auto pending = client_->Create(IdOf(2), 10);
+  ASSERT_TRUE(pending.ok());
+  EXPECT_THAT(client_->Create(IdOf(2), 10).status().message(), HasSubstr("being created"));
+}
+
+TEST_F(StoreTest, ZeroSizeObjects) {
+  Put(IdOf(1), 0, 1);
+  Put(IdOf(2), 0, 1, "only metadata");
+  auto a = client_->Get(IdOf(1));
+  auto b = client_->Get(IdOf(2));
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->data().size(), 0u);
+  EXPECT_EQ(b->metadata().size(), 13u);
+  EXPECT_EQ(Stats().sealed_objects, 2u);
+}
+
+TEST_F(StoreTest, OversizedRequestsNameTheSizes) {
+  auto huge = client_->Create(IdOf(1), uint64_t{1} << 40);
+  EXPECT_EQ(huge.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_THAT(huge.status().message(), HasSubstr("1024.00 GiB"));
+  EXPECT_THAT(huge.status().message(), HasSubstr("8.00 MiB"));
+  std::vector<uint8_t> metadata(64 * 1024);
+  EXPECT_EQ(client_->Create(IdOf(1), 1, metadata).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(StoreTest, EvictsLeastRecentlyUsedUnreferencedObjects) {
+  // 8 MiB arena, 1 MiB objects: the ninth create must evict the oldest.
+  for (int i = 0; i < 7; ++i) Put(IdOf(i), 1 << 20, i);
+  Put(IdOf(100), 1 << 20, 100);
+  EXPECT_EQ(Stats().evictions, 0u);
+  Put(IdOf(101), 1 << 20, 101);
+  EXPECT_EQ(Stats().evictions, 1u);
+  EXPECT_FALSE(client_->Contains(IdOf(0)));
+  EXPECT_TRUE(client_->Contains(IdOf(101)));
+  EXPECT_TRUE(client_->Contains(IdOf(1)));
+}
+
+TEST_F(StoreTest, ReferencedObjectsAreNeverEvicted) {
+  for (int i = 0; i < 8; ++i) Put(IdOf(i), 1 << 20, i);
+  std::vector<ObjectView> held;
+  for (int i = 0; i < 8; ++i) held.push_back(std::move(*client_->Get(IdOf(i))));
+  auto full = client_->Create(IdOf(100), 1 << 20);
+  ASSERT_EQ(full.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_THAT(full.status().message(), HasSubstr("store full"));
+  EXPECT_THAT(full.status().message(), HasSubstr("held by referenced"));
+  for (int i = 0; i < 8; ++i) EXPECT_TRUE(CheckPattern(held[i].data(), i));
+  // Releasing one view makes exactly that object evictable.
+  held[3].Release();
+  Put(IdOf(100), 1 << 20, 100);
+  EXPECT_FALSE(client_->Contains(IdOf(3)));
+  for (int i : {0, 1, 2, 4, 5, 6, 7}) EXPECT_TRUE(CheckPattern(held[i].data(), i));
+}
+
+TEST_F(StoreTest, RecentlyReadObjectsGetASecondChance) {
+  for (int i = 0; i < 8; ++i) Put(IdOf(i), 1 << 20, i);
+  { auto touch = client_->Get(IdOf(0)); }  // read, then released: object 0 is "recent"
+  Put(IdOf(100), 1 << 20, 100);
+  EXPECT_TRUE(client_->Contains(IdOf(0)));
+  EXPECT_FALSE(client_->Contains(IdOf(1)));
+}
+
+TEST_F(StoreTest, DeleteIsDeferredWhileReferenced) {
+  Put(IdOf(1), 4096, 1);
+  auto view = client_->Get(IdOf(1));
+  ASSERT_TRUE(view.ok());
+  ASSERT_TRUE(client_->Delete(IdOf(1)).ok());
+  EXPECT_FALSE(client_->Contains(IdOf(1)));
+  EXPECT_EQ(client_->Get(IdOf(1)).status().code(), StatusCode::kNotFound);
+  StoreStats stats = Stats();
+  EXPECT_EQ(stats.pending_deletes, 1u);
+  EXPECT_EQ(stats.sealed_objects, 0u);
+  EXPECT_TRUE(CheckPattern(view->data(), 1));  // still readable, unchanged
+  auto listed = client_->List();
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_TRUE((*listed)[0].pending_delete);
+  view->Release();
+  // The store notices the release on its next sweep (no message is sent).
+  for (int i = 0; i < 200 && Stats().objects != 0; ++i) std::this_thread::sleep_for(5ms);
+  stats = Stats();
+  EXPECT_EQ(stats.objects, 0u);
+  EXPECT_EQ(stats.bytes_allocated, 0u);
+  EXPECT_EQ(client_->Delete(IdOf(1)).code(), StatusCode::kNotFound);
+}
+
+TEST_F(StoreTest, AbortAndDroppedBuffersFreeMemory) {
+  auto a = client_->Create(IdOf(1), 1000);
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(client_->Abort(std::move(*a)).ok());
+  { auto dropped = client_->Create(IdOf(2), 1000); }
+  StoreStats stats = Stats();
+  EXPECT_EQ(stats.objects, 0u);
+  EXPECT_EQ(stats.bytes_allocated, 0u);
+  // The ids can be used again.
+  Put(IdOf(1), 10, 1);
+  Put(IdOf(2), 10, 2);
+  // Deleting an unsealed object is refused: its creator owns it.
+  auto c = client_->Create(IdOf(3), 10);
+  EXPECT_EQ(client_->Delete(IdOf(3)).code(), StatusCode::kFailedPrecondition);
+}
+
+TEST_F(StoreTest, OnlyTheCreatorSealsOrAborts) {
+  auto other = testing::MustConnect(socket_);
+  auto buffer = client_->Create(IdOf(1), 10);
+  ASSERT_TRUE(buffer.ok());
+  // A buffer belongs to the client that created it.
+  EXPECT_EQ(other->Seal(std::move(*buffer)).code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(StoreTest, ListAndStatsAccountForEverything) {
+  for (int i = 0; i < 5; ++i) Put(IdOf(i), 1000 * (i + 1), i);
+  auto unsealed = client_->Create(IdOf(99), 10);
+  auto listed = client_->List();
+  ASSERT_TRUE(listed.ok());
+  EXPECT_EQ(listed->size(), 6u);
+  StoreStats stats = Stats();
+  EXPECT_EQ(stats.objects, 6u);
+  EXPECT_EQ(stats.sealed_objects, 5u);
+  EXPECT_EQ(stats.unsealed_objects, 1u);
+  EXPECT_EQ(stats.clients, 1u);
+  EXPECT_EQ(stats.creates, 6u);
+  EXPECT_GT(stats.bytes_allocated, 15000u);
+  std::vector<ObjectId> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(IdOf(i));
+  ASSERT_TRUE(client_->Delete(ids).ok());
+  ASSERT_TRUE(client_->Abort(std::move(*unsealed)).ok());
+  stats = Stats();
+  EXPECT_EQ(stats.objects, 0u);
+  EXPECT_EQ(stats.bytes_allocated, 0u);
+  EXPECT_EQ(stats.largest_free_block, stats.capacity);
+}
+
+// Speaks the protocol directly, so the connection can end while it holds an unsealed object
+// and a reference (a StoreClient keeps its connection open while any view or buffer lives).
+TEST_F(StoreTest, DisconnectAbortsUnsealedObjectsAndDropsReferences) {
+  Put(IdOf(1), 1000, 1);
+  int fd = ::socket(AF_UNIX, SOCK_SEQPACKET, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strcpy(addr.sun_path, socket_.c_str());
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  auto transact = [&](const internal::Request& request) {
+    auto message = internal::SerializeRequest(request);
+    EXPECT_TRUE(internal::SendMessage(fd, message, {}, false).ok());
+    std::vector<uint8_t> reply;
+    std::vector<internal::UniqueFd> fds;
+    EXPECT_TRUE(
+        internal::ReceiveMessage(fd, &reply, internal::kMaxMessageSize, &fds, 3, false).ok());
+    std::span<const uint8_t> body;
+    return internal::ParseReply(reply, request.type, &body);
+  };
+  internal::Request hello;
+  hello.type = internal::MessageType::kHello;
+  hello.protocol_version = internal::kProtocolVersion;
+  ASSERT_TRUE(transact(hello).ok());
+  internal::Request create;
+  create.type = internal::MessageType::kCreate;
+  create.id = IdOf(2);
+  create.data_size = 1000;
+  ASSERT_TRUE(transact(create).ok());
+  internal::Request get;
+  get.type = internal::MessageType::kGet;
+  get.id = IdOf(1);
+  ASSERT_TRUE(transact(get).ok());  // the store now holds a reference for this connection
+  ASSERT_TRUE(client_->Delete(IdOf(1)).ok());
+  StoreStats stats = Stats();
+  EXPECT_EQ(stats.pending_deletes, 1u);
+  EXPECT_EQ(stats.unsealed_objects, 1u);
+  EXPECT_EQ(stats.clients, 2u);
+  ::close(fd);
+  for (int i = 0; i < 200; ++i) {
+    stats = Stats();
+    if (stats.objects == 0) break;
+    std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_EQ(stats.objects, 0u);
+  EXPECT_EQ(stats.bytes_allocated, 0u);
+  EXPECT_EQ(stats.clients, 1u);
+}
+
+TEST_F(StoreTest, ViewsOutliveTheirClient) {
+  Put(IdOf(1), 1000, 1);
+  auto other = testing::MustConnect(socket_);
+  ObjectView view = std::move(*other->Get(IdOf(1)));
+  other.reset();
+  EXPECT_TRUE(CheckPattern(view.data(), 1));
+  ASSERT_TRUE(client_->Delete(IdOf(1)).ok());
+  EXPECT_EQ(Stats().pending_deletes, 1u);  // the view still pins it
+  EXPECT_TRUE(CheckPattern(view.data(), 1));
+}
+
+TEST_F(StoreTest, StoreRestartGivesUnavailableThenReconnects) {
+  Put(IdOf(1), 1000, 1);
+  auto view = client_->Get(IdOf(1));
+  ASSERT_TRUE(view.ok());
+  server_.reset();
+  EXPECT_EQ(client_->Get(IdOf(1)).status().code(), StatusCode::kUnavailable);
+  auto create = client_->Create(IdOf(2), 10);
+  EXPECT_EQ(create.status().code(), StatusCode::kUnavailable);
+  EXPECT_THAT(create.status().message(), HasSubstr("connect again"));
+  EXPECT_TRUE(CheckPattern(view->data(), 1));  // mappings outlive the store
+  EXPECT_EQ(StoreClient::Connect(socket_).status().code(), StatusCode::kUnavailable);
+
+  StartStore(8 << 20);
+  EXPECT_FALSE(client_->Contains(IdOf(1)));  // a fresh store
+  Put(IdOf(1), 10, 2);
+  EXPECT_TRUE(client_->Contains(IdOf(1)));
+}
+
+TEST_F(StoreTest, SecondStoreOnTheSameSocketIsRefused) {
+  auto second = StoreServer::Create(testing::SmallStore(socket_));
+  EXPECT_EQ(second.status().code(), StatusCode::kAlreadyExists);
+  EXPECT_TRUE(client_->Stats().ok());
+}
+
+TEST_F(StoreTest, SocketIsPrivateToItsUser) {
+  struct stat st {};
+  ASSERT_EQ(::stat(socket_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+TEST_F(StoreTest, MalformedFramesDisconnectOnlyTheSender) {
+  int fd = ::socket(AF_UNIX, SOCK_SEQPACKET, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strcpy(addr.sun_path, socket_.c_str());
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  const uint8_t garbage[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13};
+  ASSERT_EQ(::send(fd, garbage, sizeof(garbage), 0), static_cast<ssize_t>(sizeof(garbage)));
+  uint8_t reply[4096];
+  const ssize_t n = ::recv(fd, reply, sizeof(reply), 0);
+  EXPECT_GT(n, 0);                                    // an error reply
+  EXPECT_EQ(::recv(fd, reply, sizeof(reply), 0), 0);  // then the store hangs up
+  ::close(fd);
+
+  // A request before the hello is refused too.
+  fd = ::socket(AF_UNIX, SOCK_SEQPACKET, 0);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  internal::Request stats;
+  stats.type = internal::MessageType::kStats;
+  auto message = internal::SerializeRequest(stats);
+  ASSERT_GT(::send(fd, message.data(), message.size(), 0), 0);
+  EXPECT_GT(::recv(fd, reply, sizeof(reply), 0), 0);
+  EXPECT_EQ(::recv(fd, reply, sizeof(reply), 0), 0);
+  ::close(fd);
+
+  Put(IdOf(1), 10, 1);
+  EXPECT_TRUE(client_->Contains(IdOf(1)));
+}
+
+TEST_F(StoreTest, ConcurrentReadersAndWriterThreads) {
+  // Threads of one process share a client: fast gets race creates, deletes and evictions.
+  constexpr int kObjects = 64;
+  std::atomic<bool> stop{false};
+  std::atomic<int> verified{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 3; ++t) {
+    readers.emplace_back([&, t] {
+      auto client = testing::MustConnect(socket_);
+      uint32_t x = t + 1;
+      while (!stop.load()) {
+        x = x * 1664525 + 1013904223;
+        const int i = static_cast<int>(x % kObjects);
+        auto view = (t == 0 ? client_ : client)->Get(IdOf(i));
+        if (!view.ok()) continue;
+        uint64_t seed = 0;
+        std::memcpy(&seed, view->metadata().data(), sizeof(seed));
+        EXPECT_TRUE(CheckPattern(view->data(), seed)) << "torn object " << i;
+        ++verified;
+      }
+    });
+  }
+  auto writer = testing::MustConnect(socket_);
+  uint64_t seed = 1;
+  for (int round = 0; round < 600; ++round) {
+    const int i = round % kObjects;
+    (void)writer->Delete(IdOf(i));
+    ++seed;
+    auto buffer = writer->Create(IdOf(i), 200000 + 1000 * (round % 7),
+                                 {reinterpret_cast<const uint8_t*>(&seed), sizeof(seed)});
+    if (!buffer.ok()) continue;  // the object was still pending deletion
+    FillPattern(buffer->data(), seed);
+    ASSERT_TRUE(writer->Seal(std::move(*buffer)).ok());
+  }
+  stop = true;
+  for (auto& r : readers) r.join();
+  EXPECT_GT(verified.load(), 0);
+  EXPECT_GT(Stats().evictions, 0u);
+}
+
+}  // namespace
+}  // namespace zerodet::store
