@@ -34,7 +34,11 @@ struct CommandRegistrar {
 // The `bench` group: returns `app`'s "bench" subcommand, creating it on first use, so each
 // component adds `zerodet bench <what>` from its own file (bench_<what>_command.cc).
 inline CLI::App* BenchGroup(CLI::App& app) {
-  if (CLI::App* existing = app.get_subcommand_no_throw("bench")) return existing;
+  // A lookup that does not throw (CLI11 2.1, Debian 12, has no get_subcommand_no_throw).
+  for (CLI::App* existing :
+       app.get_subcommands([](CLI::App* sub) { return sub->get_name() == "bench"; })) {
+    return existing;
+  }
   CLI::App* bench = app.add_subcommand("bench", "Benchmarks; each prints one JSON object");
   bench->require_subcommand(1);
   return bench;
