@@ -1,0 +1,154 @@
+// Datasets in the store: decode every image once, then read samples from shared memory.
+//
+// Concept. PreloadDataset() decodes the images of a directory or of a COCO annotation file once,
+// in parallel, and stores each as one object (an RGB image or a letterboxed model input), plus
+// one manifest object that maps the dataset name to every sample: its object id, tensor shape,
+// dtype, original image size, letterbox geometry and source file. Any number of worker
+// processes then DatasetReader::Open() the dataset by name and Get(i) a sample as a read-only
+// tensor view straight into the store's arena, without a socket round trip.
+//
+// Sample layouts:
+//   kRgb8:      H x W x 3 uint8, RGB, the image as decoded (identical to cv::imread + BGR2RGB).
+//   kLetterbox: 3 x S x S float32 CHW, exactly what Letterboxer::Run(style, S, S) writes: the
+//               input Detector::DetectPreprocessed takes.
+//
+// Misses. The store evicts unreferenced objects when it needs room. Get(i) of an evicted sample
+// decodes it again from its source file, returns it and puts it back into the store (when
+// another process restored it first, that copy is used). The manifest itself may be evicted
+// too; Open() then fails with kNotFound and the dataset must be preloaded again.
+//
+// Object ids are derived from names (ObjectId::FromName): the manifest of dataset D is
+// "zerodet-dataset:D", sample objects "zerodet-dataset:D:<layout>:<file name>", so independent
+// processes agree on them.
+//
+// Thread safety: PreloadDataset may be called from any thread. A DatasetReader may be used from
+// any number of threads at once (Get is const and the client is thread-safe). A Sample is a
+// value owned by one thread at a time; it keeps its object referenced until destroyed.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "zerodet/codec/letterbox.h"
+#include "zerodet/core/status.h"
+#include "zerodet/core/tensor.h"
+#include "zerodet/store/client.h"
+#include "zerodet/store/object_id.h"
+
+namespace zerodet::store {
+
+enum class SampleLayout { kRgb8, kLetterbox };
+
+// Parses "rgb" or "letterbox:SIZE" (e.g. "letterbox:640"). Errors: kInvalidArgument naming the
+// accepted forms.
+Status ParseSampleLayout(std::string_view text, SampleLayout* layout, int* letterbox_size);
+
+struct SampleInfo {
+  std::string name;             // file name relative to the dataset root
+  std::filesystem::path path;   // source file, re-decoded on a miss
+  ObjectId id;                  // the sample's object
+  DType dtype = DType::kUInt8;  // kUInt8 (kRgb8) or kFloat32 (kLetterbox)
+  std::vector<int64_t> shape;   // {H, W, 3} or {3, S, S}
+  int source_width = 0;         // the original image
+  int source_height = 0;
+  LetterboxGeometry geometry;  // kLetterbox: maps model boxes back to the source
+  uint64_t size_bytes() const;
+};
+
+struct PreloadOptions {
+  std::string dataset;  // the name workers open; non-empty
+  SampleLayout layout = SampleLayout::kRgb8;
+  int letterbox_size = 640;  // kLetterbox: S
+  LetterboxStyle letterbox_style = LetterboxStyle::kUltralytics;
+  int jobs = 0;  // decoding threads; 0: one per CPU
+  // Called after each image (from the preloading threads, one call at a time).
+  std::function<void(size_t done, size_t total)> progress;
+};
+
+struct PreloadReport {
+  size_t samples = 0;
+  size_t decoded = 0;         // images decoded by this call
+  size_t already_stored = 0;  // samples found in the store from an earlier preload
+  uint64_t bytes = 0;         // sample bytes the dataset occupies
+  ObjectId manifest_id;
+};
+
+// The image files of a dataset source: every .jpg/.jpeg/.png/.bmp file under a directory
+// (recursively, sorted by path), or the images[].file_name entries of a COCO annotation file
+// (looked up next to the file and in its images/ folder). Errors: kNotFound for a missing source
+// or image, kCorruptData for an unreadable annotation file, kInvalidArgument for an empty source.
+Result<std::vector<std::filesystem::path>> ListDatasetImages(const std::filesystem::path& source);
+
+// Decodes every image of `source` (see ListDatasetImages) once, stores each as an object and
+// writes the manifest (replacing an earlier manifest of the same dataset name). Samples already
+// in the store are kept. Errors name the image that failed; kResourceExhausted when the store
+// cannot hold the dataset (objects of this call are then deleted again).
+Result<PreloadReport> PreloadDataset(StoreClient& client, const std::filesystem::path& source,
+                                     const PreloadOptions& options);
+
+// Decodes one image into the sample layout, into freshly allocated memory (the miss path; also
+// what file-based readers compute, so tests and benchmarks compare against it).
+Result<std::vector<uint8_t>> DecodeSample(const std::filesystem::path& path, SampleLayout layout,
+                                          int letterbox_size, LetterboxStyle style,
+                                          SampleInfo* info);
+
+// One sample: a view into the store, or (after a miss the store could not take back) memory of
+// its own. Move-only; keeps the object referenced while it exists.
+class Sample {
+ public:
+  Sample() = default;
+  const SampleInfo& info() const { return *info_; }
+  std::span<const uint8_t> bytes() const;
+  // The tensor over bytes(); read-only despite TensorView's non-const pointer.
+  TensorView tensor() const;
+  bool from_store() const { return view_.valid(); }
+
+ private:
+  friend class DatasetReader;
+  const SampleInfo* info_ = nullptr;
+  ObjectView view_;
+  std::vector<uint8_t> owned_;
+};
+
+class DatasetReader {
+ public:
+  // Reads the manifest of `dataset`. The reader shares `client` (which must outlive it).
+  // Errors: kNotFound when no such dataset is in the store (preload it), kCorruptData for a
+  // manifest that does not parse.
+  static Result<std::unique_ptr<DatasetReader>> Open(std::shared_ptr<StoreClient> client,
+                                                     const std::string& dataset);
+
+  size_t size() const { return samples_.size(); }
+  SampleLayout layout() const { return layout_; }
+  int letterbox_size() const { return letterbox_size_; }
+  LetterboxStyle letterbox_style() const { return style_; }
+  // REQUIRES: i < size().
+  const SampleInfo& info(size_t i) const { return samples_[i]; }
+  // Index of the sample named `name`, or size() if none.
+  size_t Find(const std::string& name) const;
+
+  // Sample i from the store; on a miss decodes it from its source file and stores it again.
+  // Errors: kInvalidArgument for i >= size(), decoding errors naming the file, kUnavailable when
+  // the store is gone.
+  Result<Sample> Get(size_t i) const;
+
+ private:
+  DatasetReader() = default;
+  std::shared_ptr<StoreClient> client_;
+  std::string dataset_;
+  SampleLayout layout_ = SampleLayout::kRgb8;
+  int letterbox_size_ = 0;
+  LetterboxStyle style_ = LetterboxStyle::kUltralytics;
+  std::vector<SampleInfo> samples_;
+};
+
+// The manifest's object id for dataset `name`.
+ObjectId ManifestId(const std::string& dataset);
+
+}  // namespace zerodet::store

@@ -1,0 +1,474 @@
+#include "zerodet/store/dataset.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "zerodet/codec/decode.h"
+
+namespace zerodet::store {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+// Per-sample object metadata: lets a later preload describe a sample it finds already stored
+// without decoding it again.
+struct SampleHeader {
+  int32_t source_width;
+  int32_t source_height;
+  int32_t decoded_width;
+  int32_t decoded_height;
+};
+
+// How long a reader waits for a sample that another process is restoring right now.
+constexpr auto kRestoreWait = 10000ms;
+
+const char* LayoutName(SampleLayout layout) {
+  return layout == SampleLayout::kRgb8 ? "rgb" : "letterbox";
+}
+
+ObjectId SampleId(const std::string& dataset, SampleLayout layout, int size,
+                  const std::string& name) {
+  const std::string layout_key =
+      layout == SampleLayout::kRgb8 ? "rgb" : fmt::format("letterbox{}", size);
+  return ObjectId::FromName(fmt::format("zerodet-dataset:{}:{}:{}", dataset, layout_key, name));
+}
+
+bool IsImageFile(const fs::path& path) {
+  std::string ext = path.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp";
+}
+
+// Fills the layout-dependent parts of `info` for an image of the given sizes.
+void DescribeSample(SampleLayout layout, int letterbox_size, LetterboxStyle style,
+                    const SampleHeader& header, SampleInfo* info) {
+  info->source_width = header.source_width;
+  info->source_height = header.source_height;
+  if (layout == SampleLayout::kRgb8) {
+    info->dtype = DType::kUInt8;
+    info->shape = {header.decoded_height, header.decoded_width, 3};
+    info->geometry = LetterboxGeometry{};
+  } else {
+    info->dtype = DType::kFloat32;
+    info->shape = {3, letterbox_size, letterbox_size};
+    info->geometry = ComputeLetterbox(header.decoded_width, header.decoded_height, letterbox_size,
+                                      letterbox_size, style);
+  }
+}
+
+// Decodes `path` and writes the sample into the memory `allocate(size)` returns.
+template <typename Allocate>
+Status DecodeSampleInto(const fs::path& path, SampleLayout layout, int letterbox_size,
+                        LetterboxStyle style, Letterboxer& letterboxer, SampleInfo* info,
+                        SampleHeader* header, Allocate&& allocate) {
+  ZD_ASSIGN_OR_RETURN(DecodedImage decoded, DecodeImageFile(path));
+  const Image& image = decoded.image;
+  *header =
+      SampleHeader{decoded.source_width, decoded.source_height, image.width(), image.height()};
+  DescribeSample(layout, letterbox_size, style, *header, info);
+  ZD_ASSIGN_OR_RETURN(uint8_t * dst, allocate(info->size_bytes()));
+  if (layout == SampleLayout::kRgb8) {
+    const size_t row = static_cast<size_t>(image.width()) * 3;
+    for (int y = 0; y < image.height(); ++y) {
+      std::memcpy(dst + y * row, image.data() + y * image.stride(), row);
+    }
+    return Status::Ok();
+  }
+  ZD_ASSIGN_OR_RETURN(info->geometry, letterboxer.Run(image.view(), style, letterbox_size,
+                                                      letterbox_size, reinterpret_cast<float*>(dst),
+                                                      info->size_bytes() / sizeof(float)));
+  return Status::Ok();
+}
+
+std::span<const uint8_t> HeaderBytes(const SampleHeader& header) {
+  return {reinterpret_cast<const uint8_t*>(&header), sizeof(header)};
+}
+
+Result<SampleHeader> ReadHeader(const ObjectView& view) {
+  SampleHeader header{};
+  if (view.metadata().size() != sizeof(header)) {
+    return CorruptDataError(
+        fmt::format("store object {} is not a dataset sample (metadata of {} bytes)",
+                    view.id().ToHex(), view.metadata().size()));
+  }
+  std::memcpy(&header, view.metadata().data(), sizeof(header));
+  return header;
+}
+
+// Stores one sample: decodes straight into a new store object. Sets *already_stored when the
+// object was there (from an earlier preload or a concurrent one).
+Status PreloadOne(StoreClient& client, const fs::path& path, SampleLayout layout,
+                  int letterbox_size, LetterboxStyle style, Letterboxer& letterboxer,
+                  SampleInfo* info, bool* already_stored) {
+  *already_stored = false;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    Result<ObjectView> existing =
+        client.Get(info->id, {.timeout = attempt == 0 ? 0ms : kRestoreWait});
+    if (existing.ok()) {
+      ZD_ASSIGN_OR_RETURN(SampleHeader header, ReadHeader(*existing));
+      DescribeSample(layout, letterbox_size, style, header, info);
+      if (existing->data().size() != info->size_bytes()) {
+        return CorruptDataError(fmt::format("stored sample {} has {} bytes, expected {}",
+                                            info->name, existing->data().size(),
+                                            info->size_bytes()));
+      }
+      *already_stored = true;
+      return Status::Ok();
+    }
+    if (existing.status().code() != StatusCode::kNotFound &&
+        existing.status().code() != StatusCode::kDeadlineExceeded) {
+      return existing.status();
+    }
+    ObjectBuffer buffer;
+    SampleHeader header{};
+    Status decoded = DecodeSampleInto(
+        path, layout, letterbox_size, style, letterboxer, info, &header,
+        [&](uint64_t size) -> Result<uint8_t*> {
+          // The header is filled before allocate() is called.
+          ZD_ASSIGN_OR_RETURN(buffer, client.Create(info->id, size, HeaderBytes(header)));
+          return buffer.data().data();
+        });
+    if (decoded.code() == StatusCode::kAlreadyExists) continue;  // someone else is storing it
+    ZD_RETURN_IF_ERROR(decoded.WithContext(info->name));
+    return client.Seal(std::move(buffer));
+  }
+  return DeadlineExceededError(
+      fmt::format("sample {} ({}) is being stored by another process that never finished",
+                  info->name, info->id.ToHex()));
+}
+
+nlohmann::json ManifestJson(const PreloadOptions& options, const fs::path& source,
+                            const std::vector<SampleInfo>& samples) {
+  nlohmann::json manifest;
+  manifest["format"] = "zerodet-dataset-1";
+  manifest["dataset"] = options.dataset;
+  manifest["source"] = source.string();
+  manifest["layout"] = LayoutName(options.layout);
+  manifest["letterbox_size"] = options.letterbox_size;
+  manifest["letterbox_style"] =
+      options.letterbox_style == LetterboxStyle::kUltralytics ? "ultralytics" : "yolox";
+  nlohmann::json list = nlohmann::json::array();
+  for (const SampleInfo& s : samples) {
+    list.push_back({{"name", s.name},
+                    {"path", s.path.string()},
+                    {"id", s.id.ToHex()},
+                    {"dtype", std::string(DTypeName(s.dtype))},
+                    {"shape", s.shape},
+                    {"source_width", s.source_width},
+                    {"source_height", s.source_height},
+                    {"scale", s.geometry.scale},
+                    {"pad_x", s.geometry.pad_x},
+                    {"pad_y", s.geometry.pad_y},
+                    {"resized_width", s.geometry.resized_width},
+                    {"resized_height", s.geometry.resized_height}});
+  }
+  manifest["samples"] = std::move(list);
+  return manifest;
+}
+
+}  // namespace
+
+uint64_t SampleInfo::size_bytes() const {
+  uint64_t n = DTypeSize(dtype);
+  for (int64_t d : shape) n *= static_cast<uint64_t>(std::max<int64_t>(d, 0));
+  return n;
+}
+
+ObjectId ManifestId(const std::string& dataset) {
+  return ObjectId::FromName("zerodet-dataset:" + dataset);
+}
+
+Status ParseSampleLayout(std::string_view text, SampleLayout* layout, int* letterbox_size) {
+  if (text == "rgb") {
+    *layout = SampleLayout::kRgb8;
+    return Status::Ok();
+  }
+  constexpr std::string_view kPrefix = "letterbox:";
+  if (text.starts_with(kPrefix)) {
+    const std::string digits(text.substr(kPrefix.size()));
+    int size = 0;
+    size_t used = 0;
+    try {
+      size = std::stoi(digits, &used);
+    } catch (...) {
+      used = 0;
+    }
+    if (used == digits.size() && used > 0 && size >= 32 && size <= 8192 && size % 32 == 0) {
+      *layout = SampleLayout::kLetterbox;
+      *letterbox_size = size;
+      return Status::Ok();
+    }
+  }
+  return InvalidArgumentError(fmt::format(
+      "sample layout '{}' not understood: use 'rgb' or 'letterbox:SIZE' with SIZE a multiple of "
+      "32 in 32..8192 (e.g. letterbox:640)",
+      text));
+}
+
+Result<std::vector<fs::path>> ListDatasetImages(const fs::path& source) {
+  std::error_code ec;
+  if (!fs::exists(source, ec)) {
+    return NotFoundError(fmt::format("dataset source {} does not exist", source.string()));
+  }
+  std::vector<fs::path> images;
+  if (fs::is_directory(source, ec)) {
+    for (fs::recursive_directory_iterator it(source, ec), end; !ec && it != end; it.increment(ec)) {
+      if (it->is_regular_file(ec) && IsImageFile(it->path())) images.push_back(it->path());
+    }
+    if (ec) return IoError(fmt::format("cannot list {}: {}", source.string(), ec.message()));
+    std::sort(images.begin(), images.end());
+  } else {
+    std::ifstream in(source);
+    nlohmann::json coco = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (coco.is_discarded() || !coco.is_object() || !coco.contains("images") ||
+        !coco["images"].is_array()) {
+      return CorruptDataError(fmt::format(
+          "{} is neither a directory nor a COCO annotation file with an \"images\" array",
+          source.string()));
+    }
+    const fs::path dir = source.parent_path();
+    for (const auto& entry : coco["images"]) {
+      if (!entry.is_object() || !entry.contains("file_name") || !entry["file_name"].is_string()) {
+        return CorruptDataError(
+            fmt::format("{}: an images[] entry has no file_name string", source.string()));
+      }
+      const std::string name = entry["file_name"].get<std::string>();
+      fs::path found;
+      for (const fs::path& candidate : {dir / name, dir / "images" / name}) {
+        if (fs::is_regular_file(candidate, ec)) {
+          found = candidate;
+          break;
+        }
+      }
+      if (found.empty()) {
+        return NotFoundError(fmt::format("{} lists image {}, found neither in {} nor in {}",
+                                         source.string(), name, dir.string(),
+                                         (dir / "images").string()));
+      }
+      images.push_back(found);
+    }
+  }
+  if (images.empty()) {
+    return InvalidArgumentError(
+        fmt::format("no images (.jpg, .jpeg, .png, .bmp) in {}", source.string()));
+  }
+  return images;
+}
+
+Result<std::vector<uint8_t>> DecodeSample(const fs::path& path, SampleLayout layout,
+                                          int letterbox_size, LetterboxStyle style,
+                                          SampleInfo* info) {
+  Letterboxer letterboxer;
+  SampleHeader header{};
+  std::vector<uint8_t> bytes;
+  ZD_RETURN_IF_ERROR(DecodeSampleInto(path, layout, letterbox_size, style, letterboxer, info,
+                                      &header, [&](uint64_t size) -> Result<uint8_t*> {
+                                        bytes.resize(size);
+                                        return bytes.data();
+                                      }));
+  return bytes;
+}
+
+Result<PreloadReport> PreloadDataset(StoreClient& client, const fs::path& source,
+                                     const PreloadOptions& options) {
+  if (options.dataset.empty()) return InvalidArgumentError("preload: empty dataset name");
+  if (options.layout == SampleLayout::kLetterbox &&
+      (options.letterbox_size < 32 || options.letterbox_size > 8192)) {
+    return InvalidArgumentError(
+        fmt::format("preload: letterbox size {} out of range 32..8192", options.letterbox_size));
+  }
+  ZD_ASSIGN_OR_RETURN(std::vector<fs::path> images, ListDatasetImages(source));
+  const fs::path root = fs::is_directory(source) ? source : source.parent_path();
+
+  std::vector<SampleInfo> samples(images.size());
+  for (size_t i = 0; i < images.size(); ++i) {
+    SampleInfo& s = samples[i];
+    s.path = fs::absolute(images[i]);
+    s.name = images[i].lexically_relative(root).generic_string();
+    if (s.name.empty() || s.name.starts_with("..")) s.name = images[i].filename().string();
+    s.id = SampleId(options.dataset, options.layout, options.letterbox_size, s.name);
+  }
+
+  int jobs =
+      options.jobs > 0 ? options.jobs : static_cast<int>(std::thread::hardware_concurrency());
+  jobs = std::clamp<int>(jobs, 1, static_cast<int>(images.size()));
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::mutex mutex;  // guards the fields below
+  Status first_error;
+  PreloadReport report;
+  std::vector<ObjectId> created;
+  size_t done = 0;
+  auto worker = [&] {
+    Letterboxer letterboxer;
+    for (;;) {
+      const size_t i = next.fetch_add(1);
+      if (i >= samples.size() || failed.load()) return;
+      bool already = false;
+      Status status = PreloadOne(client, samples[i].path, options.layout, options.letterbox_size,
+                                 options.letterbox_style, letterboxer, &samples[i], &already);
+      std::lock_guard lock(mutex);
+      if (!status.ok()) {
+        if (first_error.ok()) first_error = status;
+        failed.store(true);
+        return;
+      }
+      (already ? report.already_stored : report.decoded)++;
+      if (!already) created.push_back(samples[i].id);
+      report.bytes += samples[i].size_bytes();
+      ++done;
+      if (options.progress) options.progress(done, samples.size());
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int t = 1; t < jobs; ++t) threads.emplace_back(worker);
+  worker();
+  for (auto& t : threads) t.join();
+  if (!first_error.ok()) {
+    (void)client.Delete(created);
+    return first_error.WithContext(fmt::format("preloading dataset '{}'", options.dataset));
+  }
+
+  const std::string manifest = ManifestJson(options, source, samples).dump();
+  report.manifest_id = ManifestId(options.dataset);
+  report.samples = samples.size();
+  Status deleted = client.Delete(report.manifest_id);
+  if (!deleted.ok() && deleted.code() != StatusCode::kNotFound) return deleted;
+  ZD_ASSIGN_OR_RETURN(ObjectBuffer buffer, client.Create(report.manifest_id, manifest.size()));
+  std::memcpy(buffer.data().data(), manifest.data(), manifest.size());
+  ZD_RETURN_IF_ERROR(client.Seal(std::move(buffer)));
+  return report;
+}
+
+// ---- Sample / DatasetReader ----
+
+std::span<const uint8_t> Sample::bytes() const {
+  if (view_.valid()) return view_.data();
+  return owned_;
+}
+
+TensorView Sample::tensor() const {
+  TensorView t;
+  t.data = const_cast<uint8_t*>(bytes().data());
+  t.dtype = info_->dtype;
+  t.shape = info_->shape;
+  return t;
+}
+
+Result<std::unique_ptr<DatasetReader>> DatasetReader::Open(std::shared_ptr<StoreClient> client,
+                                                           const std::string& dataset) {
+  if (client == nullptr) return InvalidArgumentError("DatasetReader::Open: null store client");
+  Result<ObjectView> view = client->Get(ManifestId(dataset));
+  if (!view.ok()) {
+    if (view.status().code() == StatusCode::kNotFound) {
+      return NotFoundError(fmt::format(
+          "no dataset '{}' in store {} (preload it: zerodet preload --socket {} --name {} DIR)",
+          dataset, client->socket_path(), client->socket_path(), dataset));
+    }
+    return view.status();
+  }
+  const auto* text = reinterpret_cast<const char*>(view->data().data());
+  nlohmann::json manifest =
+      nlohmann::json::parse(text, text + view->data().size(), nullptr, /*allow_exceptions=*/false);
+  auto corrupt = [&](const std::string& what) {
+    return CorruptDataError(fmt::format("manifest of dataset '{}' in store {}: {}", dataset,
+                                        client->socket_path(), what));
+  };
+  if (manifest.is_discarded() || !manifest.is_object() ||
+      manifest.value("format", "") != "zerodet-dataset-1") {
+    return corrupt("not a zerodet dataset manifest");
+  }
+  auto reader = std::unique_ptr<DatasetReader>(new DatasetReader());
+  reader->client_ = std::move(client);
+  reader->dataset_ = dataset;
+  try {
+    const std::string layout = manifest.at("layout").get<std::string>();
+    if (layout != "rgb" && layout != "letterbox") return corrupt("unknown layout " + layout);
+    reader->layout_ = layout == "rgb" ? SampleLayout::kRgb8 : SampleLayout::kLetterbox;
+    reader->letterbox_size_ = manifest.at("letterbox_size").get<int>();
+    reader->style_ = manifest.at("letterbox_style").get<std::string>() == "yolox"
+                         ? LetterboxStyle::kYolox
+                         : LetterboxStyle::kUltralytics;
+    for (const auto& entry : manifest.at("samples")) {
+      SampleInfo s;
+      s.name = entry.at("name").get<std::string>();
+      s.path = entry.at("path").get<std::string>();
+      ZD_ASSIGN_OR_RETURN(s.id, ObjectId::FromHex(entry.at("id").get<std::string>()));
+      s.dtype = reader->layout_ == SampleLayout::kRgb8 ? DType::kUInt8 : DType::kFloat32;
+      s.shape = entry.at("shape").get<std::vector<int64_t>>();
+      s.source_width = entry.at("source_width").get<int>();
+      s.source_height = entry.at("source_height").get<int>();
+      s.geometry.scale = entry.at("scale").get<float>();
+      s.geometry.pad_x = entry.at("pad_x").get<float>();
+      s.geometry.pad_y = entry.at("pad_y").get<float>();
+      s.geometry.resized_width = entry.at("resized_width").get<int>();
+      s.geometry.resized_height = entry.at("resized_height").get<int>();
+      if (s.shape.size() != 3 ||
+          std::any_of(s.shape.begin(), s.shape.end(), [](int64_t d) { return d <= 0; })) {
+        return corrupt("sample " + s.name + " has a bad shape");
+      }
+      reader->samples_.push_back(std::move(s));
+    }
+  } catch (const nlohmann::json::exception& e) {
+    return corrupt(e.what());
+  }
+  return reader;
+}
+
+size_t DatasetReader::Find(const std::string& name) const {
+  for (size_t i = 0; i < samples_.size(); ++i) {
+    if (samples_[i].name == name) return i;
+  }
+  return samples_.size();
+}
+
+Result<Sample> DatasetReader::Get(size_t i) const {
+  if (i >= samples_.size()) {
+    return InvalidArgumentError(fmt::format("dataset '{}' has {} samples, asked for sample {}",
+                                            dataset_, samples_.size(), i));
+  }
+  const SampleInfo& info = samples_[i];
+  Sample sample;
+  sample.info_ = &info;
+  Result<ObjectView> view = client_->Get(info.id);
+  if (view.ok()) {
+    if (view->data().size() != info.size_bytes()) {
+      return CorruptDataError(fmt::format("store object of sample {} has {} bytes, expected {}",
+                                          info.name, view->data().size(), info.size_bytes()));
+    }
+    sample.view_ = std::move(*view);
+    return sample;
+  }
+  if (view.status().code() != StatusCode::kNotFound) return view.status();
+
+  // Miss (evicted): decode again and put it back for everyone else.
+  SampleInfo decoded_info = info;
+  Letterboxer letterboxer;
+  bool already = false;
+  Status stored = PreloadOne(*client_, info.path, layout_, letterbox_size_, style_, letterboxer,
+                             &decoded_info, &already);
+  if (stored.ok()) {
+    Result<ObjectView> again = client_->Get(info.id);
+    if (again.ok() && again->data().size() == info.size_bytes()) {
+      sample.view_ = std::move(*again);
+      return sample;
+    }
+  } else if (stored.code() != StatusCode::kResourceExhausted) {
+    return stored;
+  }
+  // The store cannot keep it (full of referenced objects) or evicted it at once: serve a copy.
+  ZD_ASSIGN_OR_RETURN(sample.owned_,
+                      DecodeSample(info.path, layout_, letterbox_size_, style_, &decoded_info));
+  return sample;
+}
+
+}  // namespace zerodet::store

@@ -1,0 +1,264 @@
+// Dataset preloader and reader on real images from ../shared, against an in-process store.
+#include "zerodet/store/dataset.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+
+#include "store_test_util.h"
+#include "zerodet/codec/decode.h"
+
+namespace zerodet::store {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+const fs::path kShared = ZERODET_SHARED_DIR;
+const fs::path kImages = kShared / "images";
+const fs::path kCocoJson = kShared / "coco-val-tiny" / "instances_val2017.json";
+
+class DatasetTest : public ::testing::Test {
+ protected:
+  void StartStore(uint64_t capacity) {
+    socket_ = dir_.File("store.sock");
+    auto server = StoreServer::Create(testing::SmallStore(socket_, capacity));
+    ASSERT_TRUE(server.ok()) << server.status().ToString();
+    server_ = std::move(*server);
+    server_->Start();
+    client_ = testing::MustConnect(socket_);
+    ASSERT_NE(client_, nullptr);
+  }
+
+  std::unique_ptr<DatasetReader> OpenReader(const std::string& name) {
+    auto reader = DatasetReader::Open(client_, name);
+    EXPECT_TRUE(reader.ok()) << reader.status().ToString();
+    return reader.ok() ? std::move(*reader) : nullptr;
+  }
+
+  testing::TempDir dir_;
+  std::string socket_;
+  std::unique_ptr<StoreServer> server_;
+  std::shared_ptr<StoreClient> client_;
+};
+
+TEST(DatasetSourceTest, ListsDirectoriesAndCocoFiles) {
+  auto dir = ListDatasetImages(kImages);
+  ASSERT_TRUE(dir.ok()) << dir.status().ToString();
+  EXPECT_EQ(dir->size(), 9u);
+  EXPECT_TRUE(std::is_sorted(dir->begin(), dir->end()));
+  auto coco = ListDatasetImages(kCocoJson);
+  ASSERT_TRUE(coco.ok()) << coco.status().ToString();
+  EXPECT_EQ(coco->size(), 80u);
+  for (const auto& path : *coco) EXPECT_TRUE(fs::is_regular_file(path)) << path;
+}
+
+TEST(DatasetSourceTest, BadSourcesAndLayoutsAreNamed) {
+  EXPECT_EQ(ListDatasetImages("/nonexistent/dataset").status().code(), StatusCode::kNotFound);
+  testing::TempDir dir;
+  {
+    std::ofstream(dir.File("bad.json")) << "{\"images\": 3}";
+    std::ofstream(dir.File("missing.json")) << R"({"images": [{"file_name": "nope.jpg"}]})";
+  }
+  auto bad = ListDatasetImages(dir.File("bad.json"));
+  EXPECT_EQ(bad.status().code(), StatusCode::kCorruptData);
+  auto missing = ListDatasetImages(dir.File("missing.json"));
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  EXPECT_THAT(missing.status().message(), HasSubstr("nope.jpg"));
+  fs::create_directory(dir.File("empty"));
+  EXPECT_EQ(ListDatasetImages(dir.File("empty")).status().code(), StatusCode::kInvalidArgument);
+
+  SampleLayout layout;
+  int size = 0;
+  EXPECT_TRUE(ParseSampleLayout("letterbox:320", &layout, &size).ok());
+  EXPECT_EQ(layout, SampleLayout::kLetterbox);
+  EXPECT_EQ(size, 320);
+  EXPECT_TRUE(ParseSampleLayout("rgb", &layout, &size).ok());
+  EXPECT_EQ(layout, SampleLayout::kRgb8);
+  for (const char* bad_layout : {"letterbox:", "letterbox:641", "letterbox:64x", "bgr", ""}) {
+    EXPECT_EQ(ParseSampleLayout(bad_layout, &layout, &size).code(), StatusCode::kInvalidArgument)
+        << bad_layout;
+  }
+}
+
+TEST_F(DatasetTest, RgbSamplesEqualTheDecodedFiles) {
+  StartStore(64 << 20);
+  PreloadOptions options;
+  options.dataset = "photos";
+  options.jobs = 2;
+  std::mutex mutex;
+  size_t last_done = 0, calls = 0;
+  options.progress = [&](size_t done, size_t total) {
+    std::lock_guard lock(mutex);
+    EXPECT_EQ(total, 9u);
+    EXPECT_GT(done, last_done);
+    last_done = done;
+    ++calls;
+  };
+  auto report = PreloadDataset(*client_, kImages, options);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_EQ(report->samples, 9u);
+  EXPECT_EQ(report->decoded, 9u);
+  EXPECT_EQ(calls, 9u);
+
+  auto reader = OpenReader("photos");
+  ASSERT_NE(reader, nullptr);
+  ASSERT_EQ(reader->size(), 9u);
+  EXPECT_EQ(reader->layout(), SampleLayout::kRgb8);
+  for (size_t i = 0; i < reader->size(); ++i) {
+    const SampleInfo& info = reader->info(i);
+    auto decoded = DecodeImageFile(info.path);
+    ASSERT_TRUE(decoded.ok());
+    auto sample = reader->Get(i);
+    ASSERT_TRUE(sample.ok()) << sample.status().ToString();
+    EXPECT_TRUE(sample->from_store());
+    const TensorView t = sample->tensor();
+    EXPECT_EQ(t.dtype, DType::kUInt8);
+    ASSERT_EQ(t.shape, (std::vector<int64_t>{decoded->image.height(), decoded->image.width(), 3}));
+    EXPECT_EQ(info.source_width, decoded->source_width);
+    const size_t row = decoded->image.width() * 3u;
+    for (int y = 0; y < decoded->image.height(); ++y) {
+      ASSERT_EQ(std::memcmp(sample->bytes().data() + y * row,
+                            decoded->image.data() + y * decoded->image.stride(), row),
+                0)
+          << info.name << " row " << y;
+    }
+  }
+  EXPECT_EQ(reader->Find("dog.jpg") < reader->size(), true);
+  EXPECT_EQ(reader->Find("cat.jpg"), reader->size());
+  EXPECT_EQ(reader->Get(9).status().code(), StatusCode::kInvalidArgument);
+
+  // Preloading again decodes nothing.
+  last_done = 0;
+  report = PreloadDataset(*client_, kImages, options);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_EQ(report->already_stored, 9u);
+  EXPECT_EQ(report->decoded, 0u);
+}
+
+TEST_F(DatasetTest, LetterboxSamplesEqualTheFileBasedPipeline) {
+  StartStore(64 << 20);
+  PreloadOptions options;
+  options.dataset = "coco-320";
+  options.layout = SampleLayout::kLetterbox;
+  options.letterbox_size = 320;
+  auto report = PreloadDataset(*client_, kCocoJson, options);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_EQ(report->samples, 80u);
+  EXPECT_EQ(report->bytes, 80u * 3 * 320 * 320 * 4);
+
+  auto reader = OpenReader("coco-320");
+  ASSERT_NE(reader, nullptr);
+  ASSERT_EQ(reader->size(), 80u);
+  EXPECT_EQ(reader->letterbox_size(), 320);
+  for (size_t i = 0; i < reader->size(); i += 7) {
+    const SampleInfo& info = reader->info(i);
+    // The file-based pipeline: decode, then letterbox.
+    auto decoded = DecodeImageFile(info.path);
+    ASSERT_TRUE(decoded.ok());
+    std::vector<float> expected(3 * 320 * 320);
+    Letterboxer letterboxer;
+    auto geometry = letterboxer.Run(decoded->image.view(), LetterboxStyle::kUltralytics, 320, 320,
+                                    expected.data(), expected.size());
+    ASSERT_TRUE(geometry.ok());
+    auto sample = reader->Get(i);
+    ASSERT_TRUE(sample.ok()) << sample.status().ToString();
+    ASSERT_EQ(sample->bytes().size(), expected.size() * sizeof(float));
+    EXPECT_EQ(std::memcmp(sample->bytes().data(), expected.data(), sample->bytes().size()), 0)
+        << info.name;
+    EXPECT_EQ(info.geometry.scale, geometry->scale);
+    EXPECT_EQ(info.geometry.pad_x, geometry->pad_x);
+    EXPECT_EQ(info.geometry.pad_y, geometry->pad_y);
+    EXPECT_EQ(info.geometry.resized_width, geometry->resized_width);
+    EXPECT_EQ(info.source_width, decoded->image.width());
+    EXPECT_EQ(info.source_height, decoded->image.height());
+  }
+}
+
+TEST_F(DatasetTest, MissesDecodeAgainAndRestoreTheSample) {
+  StartStore(64 << 20);
+  PreloadOptions options;
+  options.dataset = "photos";
+  ASSERT_TRUE(PreloadDataset(*client_, kImages, options).ok());
+  auto reader = OpenReader("photos");
+  ASSERT_NE(reader, nullptr);
+  auto before = reader->Get(3);
+  ASSERT_TRUE(before.ok());
+  const std::vector<uint8_t> expected(before->bytes().begin(), before->bytes().end());
+  before = Sample();
+  ASSERT_TRUE(client_->Delete(reader->info(3).id).ok());
+  ASSERT_FALSE(client_->Contains(reader->info(3).id));
+
+  auto after = reader->Get(3);
+  ASSERT_TRUE(after.ok()) << after.status().ToString();
+  EXPECT_TRUE(after->from_store());
+  EXPECT_TRUE(client_->Contains(reader->info(3).id));
+  ASSERT_EQ(after->bytes().size(), expected.size());
+  EXPECT_EQ(std::memcmp(after->bytes().data(), expected.data(), expected.size()), 0);
+}
+
+TEST_F(DatasetTest, DatasetLargerThanTheStoreStillReadsCorrectly) {
+  // 9 RGB photos take about 14 MiB; the store holds 6 MiB, so samples are evicted during the
+  // preload and restored (evicting others) while reading.
+  StartStore(6 << 20);
+  PreloadOptions options;
+  options.dataset = "photos";
+  auto report = PreloadDataset(*client_, kImages, options);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  auto reader = OpenReader("photos");
+  ASSERT_NE(reader, nullptr);
+  for (int pass = 0; pass < 2; ++pass) {
+    for (size_t i = 0; i < reader->size(); ++i) {
+      SampleInfo info = reader->info(i);
+      auto expected =
+          DecodeSample(info.path, SampleLayout::kRgb8, 0, LetterboxStyle::kUltralytics, &info);
+      ASSERT_TRUE(expected.ok());
+      auto sample = reader->Get(i);
+      ASSERT_TRUE(sample.ok()) << sample.status().ToString();
+      ASSERT_EQ(sample->bytes().size(), expected->size());
+      EXPECT_EQ(std::memcmp(sample->bytes().data(), expected->data(), expected->size()), 0);
+    }
+  }
+  auto stats = client_->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_GT(stats->evictions, 0u);
+}
+
+TEST_F(DatasetTest, UnknownDatasetAndTooSmallStore) {
+  StartStore(1 << 20);
+  auto reader = DatasetReader::Open(client_, "nothing");
+  EXPECT_EQ(reader.status().code(), StatusCode::kNotFound);
+  EXPECT_THAT(reader.status().message(), HasSubstr("zerodet preload"));
+
+  // A 640 letterbox sample (4.7 MiB) can never fit a 1 MiB store: the preload fails, names the
+  // sizes and leaves nothing behind.
+  PreloadOptions options;
+  options.dataset = "big";
+  options.layout = SampleLayout::kLetterbox;
+  options.letterbox_size = 640;
+  auto report = PreloadDataset(*client_, kImages, options);
+  EXPECT_EQ(report.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_THAT(report.status().message(), HasSubstr("MiB"));
+  auto stats = client_->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->objects, 0u);
+  EXPECT_EQ(PreloadDataset(*client_, kImages, PreloadOptions{}).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST_F(DatasetTest, CorruptManifestIsReported) {
+  StartStore(1 << 20);
+  const std::string junk = "{\"format\": \"something else\"}";
+  auto buffer = client_->Create(ManifestId("junk"), junk.size());
+  ASSERT_TRUE(buffer.ok());
+  std::memcpy(buffer->data().data(), junk.data(), junk.size());
+  ASSERT_TRUE(client_->Seal(std::move(*buffer)).ok());
+  EXPECT_EQ(DatasetReader::Open(client_, "junk").status().code(), StatusCode::kCorruptData);
+}
+
+}  // namespace
+}  // namespace zerodet::store
