@@ -426,6 +426,10 @@ Result<std::unique_ptr<Backend>> CreateOnnxBackendOrThrow(const std::filesystem:
   if (!std::filesystem::is_regular_file(path, ec)) {
     return InvalidArgumentError("model path is not a regular file: " + path.string());
   }
+  // ONNX Runtime parses an empty file as a model without a graph and fails with a generic error.
+  if (std::filesystem::file_size(path, ec) == 0 && !ec) {
+    return CorruptDataError(path.string() + ": the file is empty (not a valid ONNX model)");
+  }
 
   Ort::SessionOptions session_options;
   session_options.SetIntraOpNumThreads(options.intra_op_threads);

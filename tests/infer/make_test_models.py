@@ -4,7 +4,7 @@
 Each model keeps its image input live (0 * something of it, or a real dependency) so ONNX Runtime
 cannot fold the graph away, while its output is known exactly:
 
-  v5_const.onnx        images 1x3x64x64 -> output0 1x6x7: constant YOLOv5 rows (cx, cy, w, h,
+  v5_const.onnx        images 1x3x64x64 -> output0 1x8x7: constant YOLOv5 rows (cx, cy, w, h,
                        obj, 2 class scores), names metadata {0: 'cat', 1: 'dog'}.
   v5_const_nometa.onnx the same rows without metadata (layout found from the shape alone).
   bad_output.onnx      images 1x3x64x64 -> output0 1x2x3: fits no YOLO layout.
@@ -12,7 +12,7 @@ cannot fold the graph away, while its output is known exactly:
                        with the mean of each image, so each batch entry is told apart.
   nonzero.onnx         x 1x4 float -> indices 2x? int64 (NonZero: shape known only after Run).
 
-The rows of v5_const are mirrored in detector_test.cc (kV5Rows); keep the two in sync.
+The rows of v5_const are mirrored in the expectations of detector_test.cc; keep the two in sync.
 Requires the 'onnx' Python package (Debian: python3-onnx).
 """
 import os
@@ -31,6 +31,10 @@ V5_ROWS = [
     [50.0, 40.0, 8.0, 12.0, 0.95, 0.3, 0.2],  # cat 0.285
     [40.0, 50.0, 6.0, 6.0, 0.3, 0.5, 0.1],  # obj passes 0.25, obj*cls 0.15 does not
     [10.0, 50.0, 6.0, 6.0, 0.2, 1.0, 0.0],  # obj 0.2 fails the objectness prefilter
+    # Empty rows (objectness 0): with 8 rows the candidate axis outnumbers the 7 columns, as in
+    # every real export, so the layout is v5 rows and not a 6-channel v8 output.
+    [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+    [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
 ]
 
 

@@ -25,8 +25,13 @@ struct DetectorOptions {
   YoloFormat format = YoloFormat::kAuto;  // override the detected layout
   DetectParams params;
   DecodeOptions decode;  // limits and the opt-in JPEG DCT scaling (set from the model size)
+  // Most images per Run in DetectBatch when the model's batch dimension is dynamic (bounds the
+  // input buffer: each image is 3 x H x W floats, 4.9 MB at 640 x 640).
+  int max_batch = 16;
 };
 
+// Milliseconds per stage. In DetectBatch, infer_ms is the batched Run's time divided by the number
+// of images in it.
 struct StageTimings {
   double decode_ms = 0;
   double preprocess_ms = 0;
@@ -43,7 +48,8 @@ struct DetectionResult {
 
 class Detector {
  public:
-  // Loads the model and derives its ModelSpec. Errors as CreateOnnxBackend and InferModelSpec.
+  // Loads the model and derives its ModelSpec. Errors as CreateOnnxBackend and InferModelSpec;
+  // kInvalidArgument for max_batch < 1.
   static Result<std::unique_ptr<Detector>> Create(const std::filesystem::path& model_path,
                                                   const DetectorOptions& options = {});
   ~Detector();
@@ -61,12 +67,18 @@ class Detector {
   // (0 = the image's own size; set it when the image was DCT-downscaled).
   Result<DetectionResult> Detect(const ImageView& image, int source_width = 0,
                                  int source_height = 0);
-  // One Run for all images when the model has a dynamic batch dimension, else one Run each.
+  // One Run for all images (in chunks of options().max_batch) when the model has a dynamic batch
+  // dimension, else one Run per model batch. Results are in the order of `images`, each boxes in
+  // that image's pixels, identical to what Detect gives for it alone.
   Result<std::vector<DetectionResult>> DetectBatch(std::span<const ImageView> images);
 
   // Runs on an input that is already letterboxed (3 x H x W float32 in caller memory, e.g. a
-  // store object or shared-memory region): no preprocessing, no copy. `geometry` maps boxes
-  // back to a source of source_width x source_height.
+  // store object or shared-memory region): no preprocessing, no copy. `geometry` (as
+  // ComputeLetterbox / Letterboxer::Run gave it for the source) maps boxes back to a source of
+  // source_width x source_height; they are clipped to it.
+  // REQUIRES: chw holds 3 * spec().input_height * spec().input_width floats laid out as
+  // spec().letterbox prescribes. Errors: kInvalidArgument for a null input or a non-positive
+  // size; kFailedPrecondition for a model whose static batch is larger than 1.
   Result<DetectionResult> DetectPreprocessed(const float* chw, const LetterboxGeometry& geometry,
                                              int source_width, int source_height);
 

@@ -1,0 +1,252 @@
+#include "zerodet/infer/detector.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <utility>
+
+#include "zerodet/core/stopwatch.h"
+
+namespace zerodet {
+namespace {
+
+struct SourceSize {
+  int width = 0;
+  int height = 0;
+};
+
+// Maps boxes from model-input pixels to source pixels the way the reference post-processing
+// does, so results match it to the pixel:
+//   Ultralytics scale_boxes: gain = min(H / h, W / w), pad = round((W - w * gain) / 2 - 0.1)
+//     (Python round: half to even), box = (box - pad) / gain.
+//   YOLOX demo: box = box / gain (the image sits at the top-left, no padding).
+// `image` is the size of the image that was letterboxed; when it was DCT-downscaled from the
+// source, boxes are scaled by source / image afterwards. Boxes are clipped to the source.
+void MapToSource(std::vector<Detection>& detections, LetterboxStyle style, int input_width,
+                 int input_height, SourceSize image, SourceSize source) {
+  const double gain = std::min(static_cast<double>(input_height) / image.height,
+                               static_cast<double>(input_width) / image.width);
+  double pad_x = 0;
+  double pad_y = 0;
+  if (style == LetterboxStyle::kUltralytics) {
+    pad_x = std::nearbyint((input_width - image.width * gain) / 2 - 0.1);
+    pad_y = std::nearbyint((input_height - image.height * gain) / 2 - 0.1);
+  }
+  const double sx = static_cast<double>(source.width) / image.width;
+  const double sy = static_cast<double>(source.height) / image.height;
+  const float max_x = static_cast<float>(source.width);
+  const float max_y = static_cast<float>(source.height);
+  auto map_x = [&](float x) {
+    return std::clamp(static_cast<float>((x - pad_x) / gain * sx), 0.0f, max_x);
+  };
+  auto map_y = [&](float y) {
+    return std::clamp(static_cast<float>((y - pad_y) / gain * sy), 0.0f, max_y);
+  };
+  for (Detection& d : detections) {
+    d.box = Box{map_x(d.box.x1), map_y(d.box.y1), map_x(d.box.x2), map_y(d.box.y2)};
+  }
+}
+
+void ClipToSource(std::vector<Detection>& detections, SourceSize source) {
+  const float max_x = static_cast<float>(source.width);
+  const float max_y = static_cast<float>(source.height);
+  for (Detection& d : detections) {
+    d.box.x1 = std::clamp(d.box.x1, 0.0f, max_x);
+    d.box.x2 = std::clamp(d.box.x2, 0.0f, max_x);
+    d.box.y1 = std::clamp(d.box.y1, 0.0f, max_y);
+    d.box.y2 = std::clamp(d.box.y2, 0.0f, max_y);
+  }
+}
+
+}  // namespace
+
+struct Detector::Impl {
+  DetectorOptions options;
+  std::unique_ptr<Backend> backend;
+  ModelSpec spec;
+  std::string model_name;
+  // The batch dimension the model requires (1 for the usual exports), or -1 when dynamic.
+  int64_t static_batch = 1;
+  Letterboxer letterboxer;
+  // The model input, batch x 3 x H x W. Preprocessing writes here; it is bound to the session as
+  // is, so nothing copies it again.
+  std::vector<float> input;
+
+  size_t PlaneFloats() const {
+    return 3 * static_cast<size_t>(spec.input_width) * static_cast<size_t>(spec.input_height);
+  }
+
+  // Images per Run: the static batch, or up to options.max_batch when dynamic.
+  size_t BatchCapacity() const {
+    return static_batch > 0 ? static_cast<size_t>(static_batch)
+                            : static_cast<size_t>(std::max(1, options.max_batch));
+  }
+
+  Result<std::vector<TensorView>> RunInput(float* data, int64_t batch) {
+    TensorView view{data, DType::kFloat32, {batch, 3, spec.input_height, spec.input_width}};
+    auto outputs = backend->Run(std::span<const TensorView>(&view, 1));
+    if (!outputs.ok()) return outputs.status();
+    if (outputs->empty()) return InternalError(model_name + ": the model produced no outputs");
+    return outputs;
+  }
+
+  // Letterboxes, runs and decodes up to BatchCapacity() images in one Run.
+  Result<std::vector<DetectionResult>> DetectChunk(std::span<const ImageView> images,
+                                                   std::span<const SourceSize> sources) {
+    const size_t n = images.size();
+    const int64_t batch = static_batch > 0 ? static_batch : static_cast<int64_t>(n);
+    const size_t plane = PlaneFloats();
+    if (input.size() < static_cast<size_t>(batch) * plane) input.resize(batch * plane);
+
+    std::vector<DetectionResult> results(n);
+    for (size_t i = 0; i < n; ++i) {
+      Stopwatch watch;
+      auto geometry = letterboxer.Run(images[i], spec.letterbox, spec.input_width,
+                                      spec.input_height, input.data() + i * plane, plane);
+      if (!geometry.ok()) {
+        return geometry.status().WithContext(model_name + ": preprocessing image " +
+                                             std::to_string(i));
+      }
+      results[i].width = sources[i].width;
+      results[i].height = sources[i].height;
+      results[i].timing.preprocess_ms = watch.ElapsedMs();
+    }
+    // A static batch larger than the number of images: the unused slots get a blank input.
+    std::fill(input.begin() + n * plane, input.begin() + batch * plane, 0.0f);
+
+    Stopwatch watch;
+    ZD_ASSIGN_OR_RETURN(std::vector<TensorView> outputs, RunInput(input.data(), batch));
+    const double infer_ms = watch.ElapsedMs() / static_cast<double>(n);
+
+    for (size_t i = 0; i < n; ++i) {
+      watch.Reset();
+      auto detections = DecodeYoloOutput(spec, outputs[0], static_cast<int>(i), options.params);
+      if (!detections.ok()) return detections.status().WithContext(model_name);
+      MapToSource(*detections, spec.letterbox, spec.input_width, spec.input_height,
+                  SourceSize{images[i].width, images[i].height}, sources[i]);
+      results[i].detections = std::move(detections).value();
+      results[i].timing.infer_ms = infer_ms;
+      results[i].timing.postprocess_ms = watch.ElapsedMs();
+    }
+    return results;
+  }
+};
+
+Detector::Detector(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Detector::~Detector() = default;
+
+Result<std::unique_ptr<Detector>> Detector::Create(const std::filesystem::path& model_path,
+                                                   const DetectorOptions& options) {
+  if (options.max_batch < 1) {
+    return InvalidArgumentError("max_batch must be >= 1, got " + std::to_string(options.max_batch));
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  impl->model_name = model_path.filename().string();
+  ZD_ASSIGN_OR_RETURN(impl->backend, CreateOnnxBackend(model_path, options.backend));
+  ZD_ASSIGN_OR_RETURN(impl->spec, InferModelSpec(impl->backend->info(), options.format));
+  const int64_t batch_dim = impl->backend->info().inputs[0].shape[0];
+  impl->static_batch = batch_dim > 0 ? batch_dim : -1;
+  impl->input.resize(static_cast<size_t>(impl->static_batch > 0 ? impl->static_batch : 1) *
+                     impl->PlaneFloats());
+  return std::unique_ptr<Detector>(new Detector(std::move(impl)));
+}
+
+const ModelSpec& Detector::spec() const {
+  return impl_->spec;
+}
+const ModelInfo& Detector::model_info() const {
+  return impl_->backend->info();
+}
+const DetectorOptions& Detector::options() const {
+  return impl_->options;
+}
+
+Result<DetectionResult> Detector::DetectFile(const std::filesystem::path& path) {
+  Stopwatch watch;
+  ZD_ASSIGN_OR_RETURN(DecodedImage decoded, DecodeImageFile(path, impl_->options.decode));
+  const double decode_ms = watch.ElapsedMs();
+  auto result = Detect(decoded.image.view(), decoded.source_width, decoded.source_height);
+  if (!result.ok()) return result.status().WithContext(path.string());
+  result->timing.decode_ms = decode_ms;
+  return result;
+}
+
+Result<DetectionResult> Detector::DetectEncoded(std::span<const uint8_t> bytes,
+                                                std::string_view source_name) {
+  Stopwatch watch;
+  ZD_ASSIGN_OR_RETURN(DecodedImage decoded, DecodeImage(bytes, source_name, impl_->options.decode));
+  const double decode_ms = watch.ElapsedMs();
+  auto result = Detect(decoded.image.view(), decoded.source_width, decoded.source_height);
+  if (!result.ok()) return result.status().WithContext(std::string(source_name));
+  result->timing.decode_ms = decode_ms;
+  return result;
+}
+
+Result<DetectionResult> Detector::Detect(const ImageView& image, int source_width,
+                                         int source_height) {
+  if (image.empty()) return InvalidArgumentError(impl_->model_name + ": empty image");
+  if (source_width < 0 || source_height < 0) {
+    return InvalidArgumentError("source size must be >= 0 (0 = the image's own size)");
+  }
+  const SourceSize source{source_width > 0 ? source_width : image.width,
+                          source_height > 0 ? source_height : image.height};
+  ZD_ASSIGN_OR_RETURN(std::vector<DetectionResult> results,
+                      impl_->DetectChunk(std::span<const ImageView>(&image, 1),
+                                         std::span<const SourceSize>(&source, 1)));
+  return std::move(results[0]);
+}
+
+Result<std::vector<DetectionResult>> Detector::DetectBatch(std::span<const ImageView> images) {
+  std::vector<SourceSize> sources;
+  for (size_t i = 0; i < images.size(); ++i) {
+    if (images[i].empty()) {
+      return InvalidArgumentError(impl_->model_name + ": image " + std::to_string(i) +
+                                  " of the batch is empty");
+    }
+    sources.push_back(SourceSize{images[i].width, images[i].height});
+  }
+  std::vector<DetectionResult> results;
+  results.reserve(images.size());
+  const size_t capacity = impl_->BatchCapacity();
+  for (size_t start = 0; start < images.size(); start += capacity) {
+    const size_t count = std::min(capacity, images.size() - start);
+    ZD_ASSIGN_OR_RETURN(
+        std::vector<DetectionResult> chunk,
+        impl_->DetectChunk(images.subspan(start, count),
+                           std::span<const SourceSize>(sources).subspan(start, count)));
+    for (auto& r : chunk) results.push_back(std::move(r));
+  }
+  return results;
+}
+
+Result<DetectionResult> Detector::DetectPreprocessed(const float* chw,
+                                                     const LetterboxGeometry& geometry,
+                                                     int source_width, int source_height) {
+  if (chw == nullptr) return InvalidArgumentError(impl_->model_name + ": null input");
+  if (source_width <= 0 || source_height <= 0) {
+    return InvalidArgumentError(impl_->model_name + ": source size must be positive, got " +
+                                std::to_string(source_width) + "x" + std::to_string(source_height));
+  }
+  if (impl_->static_batch > 1) {
+    return FailedPreconditionError(impl_->model_name + ": the model needs a batch of " +
+                                   std::to_string(impl_->static_batch) +
+                                   " inputs; DetectPreprocessed binds exactly one");
+  }
+  DetectionResult result;
+  result.width = source_width;
+  result.height = source_height;
+  Stopwatch watch;
+  // The caller's buffer is bound as the model input directly; ONNX Runtime only reads it.
+  ZD_ASSIGN_OR_RETURN(std::vector<TensorView> outputs, impl_->RunInput(const_cast<float*>(chw), 1));
+  result.timing.infer_ms = watch.LapMs();
+  auto detections = DecodeYoloOutput(impl_->spec, outputs[0], 0, impl_->options.params);
+  if (!detections.ok()) return detections.status().WithContext(impl_->model_name);
+  for (Detection& d : *detections) d.box = geometry.ToSource(d.box);
+  ClipToSource(*detections, SourceSize{source_width, source_height});
+  result.detections = std::move(detections).value();
+  result.timing.postprocess_ms = watch.ElapsedMs();
+  return result;
+}
+
+}  // namespace zerodet
