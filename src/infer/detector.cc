@@ -10,11 +10,6 @@
 namespace zerodet {
 namespace {
 
-struct SourceSize {
-  int width = 0;
-  int height = 0;
-};
-
 // Maps boxes from model-input pixels to source pixels the way the reference post-processing
 // does, so results match it to the pixel:
 //   Ultralytics scale_boxes: gain = min(H / h, W / w), pad = round((W - w * gain) / 2 - 0.1)
@@ -23,7 +18,7 @@ struct SourceSize {
 // `image` is the size of the image that was letterboxed; when it was DCT-downscaled from the
 // source, boxes are scaled by source / image afterwards. Boxes are clipped to the source.
 void MapToSource(std::vector<Detection>& detections, LetterboxStyle style, int input_width,
-                 int input_height, SourceSize image, SourceSize source) {
+                 int input_height, ImageSize image, ImageSize source) {
   const double gain = std::min(static_cast<double>(input_height) / image.height,
                                static_cast<double>(input_width) / image.width);
   double pad_x = 0;
@@ -47,7 +42,7 @@ void MapToSource(std::vector<Detection>& detections, LetterboxStyle style, int i
   }
 }
 
-void ClipToSource(std::vector<Detection>& detections, SourceSize source) {
+void ClipToSource(std::vector<Detection>& detections, ImageSize source) {
   const float max_x = static_cast<float>(source.width);
   const float max_y = static_cast<float>(source.height);
   for (Detection& d : detections) {
@@ -92,7 +87,7 @@ struct Detector::Impl {
 
   // Letterboxes, runs and decodes up to BatchCapacity() images in one Run.
   Result<std::vector<DetectionResult>> DetectChunk(std::span<const ImageView> images,
-                                                   std::span<const SourceSize> sources) {
+                                                   std::span<const ImageSize> sources) {
     const size_t n = images.size();
     const int64_t batch = static_batch > 0 ? static_batch : static_cast<int64_t>(n);
     const size_t plane = PlaneFloats();
@@ -123,7 +118,7 @@ struct Detector::Impl {
       auto detections = DecodeYoloOutput(spec, outputs[0], static_cast<int>(i), options.params);
       if (!detections.ok()) return detections.status().WithContext(model_name);
       MapToSource(*detections, spec.letterbox, spec.input_width, spec.input_height,
-                  SourceSize{images[i].width, images[i].height}, sources[i]);
+                  ImageSize{images[i].width, images[i].height}, sources[i]);
       results[i].detections = std::move(detections).value();
       results[i].timing.infer_ms = infer_ms;
       results[i].timing.postprocess_ms = watch.ElapsedMs();
@@ -161,6 +156,9 @@ const ModelInfo& Detector::model_info() const {
 const DetectorOptions& Detector::options() const {
   return impl_->options;
 }
+Backend& Detector::backend() {
+  return *impl_->backend;
+}
 
 Result<DetectionResult> Detector::DetectFile(const std::filesystem::path& path) {
   Stopwatch watch;
@@ -189,22 +187,36 @@ Result<DetectionResult> Detector::Detect(const ImageView& image, int source_widt
   if (source_width < 0 || source_height < 0) {
     return InvalidArgumentError("source size must be >= 0 (0 = the image's own size)");
   }
-  const SourceSize source{source_width > 0 ? source_width : image.width,
-                          source_height > 0 ? source_height : image.height};
+  const ImageSize source{source_width > 0 ? source_width : image.width,
+                         source_height > 0 ? source_height : image.height};
   ZD_ASSIGN_OR_RETURN(std::vector<DetectionResult> results,
                       impl_->DetectChunk(std::span<const ImageView>(&image, 1),
-                                         std::span<const SourceSize>(&source, 1)));
+                                         std::span<const ImageSize>(&source, 1)));
   return std::move(results[0]);
 }
 
-Result<std::vector<DetectionResult>> Detector::DetectBatch(std::span<const ImageView> images) {
-  std::vector<SourceSize> sources;
+Result<std::vector<DetectionResult>> Detector::DetectBatch(
+    std::span<const ImageView> images, std::span<const ImageSize> source_sizes) {
+  if (!source_sizes.empty() && source_sizes.size() != images.size()) {
+    return InvalidArgumentError(impl_->model_name + ": " + std::to_string(source_sizes.size()) +
+                                " source sizes for " + std::to_string(images.size()) + " images");
+  }
+  std::vector<ImageSize> sources;
   for (size_t i = 0; i < images.size(); ++i) {
     if (images[i].empty()) {
       return InvalidArgumentError(impl_->model_name + ": image " + std::to_string(i) +
                                   " of the batch is empty");
     }
-    sources.push_back(SourceSize{images[i].width, images[i].height});
+    ImageSize size{images[i].width, images[i].height};
+    if (!source_sizes.empty()) {
+      if (source_sizes[i].width < 0 || source_sizes[i].height < 0) {
+        return InvalidArgumentError(impl_->model_name + ": source size of image " +
+                                    std::to_string(i) + " is negative");
+      }
+      if (source_sizes[i].width > 0) size.width = source_sizes[i].width;
+      if (source_sizes[i].height > 0) size.height = source_sizes[i].height;
+    }
+    sources.push_back(size);
   }
   std::vector<DetectionResult> results;
   results.reserve(images.size());
@@ -214,7 +226,7 @@ Result<std::vector<DetectionResult>> Detector::DetectBatch(std::span<const Image
     ZD_ASSIGN_OR_RETURN(
         std::vector<DetectionResult> chunk,
         impl_->DetectChunk(images.subspan(start, count),
-                           std::span<const SourceSize>(sources).subspan(start, count)));
+                           std::span<const ImageSize>(sources).subspan(start, count)));
     for (auto& r : chunk) results.push_back(std::move(r));
   }
   return results;
@@ -243,7 +255,7 @@ Result<DetectionResult> Detector::DetectPreprocessed(const float* chw,
   auto detections = DecodeYoloOutput(impl_->spec, outputs[0], 0, impl_->options.params);
   if (!detections.ok()) return detections.status().WithContext(impl_->model_name);
   for (Detection& d : *detections) d.box = geometry.ToSource(d.box);
-  ClipToSource(*detections, SourceSize{source_width, source_height});
+  ClipToSource(*detections, ImageSize{source_width, source_height});
   result.detections = std::move(detections).value();
   result.timing.postprocess_ms = watch.ElapsedMs();
   return result;

@@ -420,6 +420,18 @@ TEST(DetectorTest, V5DecoderOnConstantModel) {
   EXPECT_NEAR(up->detections[0].box.x1, 30, 1e-4);
   EXPECT_NEAR(up->detections[0].box.y1, 60, 1e-4);
   EXPECT_EQ(up->height, 256);
+
+  // The same per image in a batch; a size of 0 keeps the image's own.
+  const ImageView views[] = {same.view(), same.view()};
+  const ImageSize sizes[] = {{128, 256}, {0, 0}};
+  auto batch = detector->DetectBatch(views, sizes);
+  ASSERT_TRUE(batch.ok()) << batch.status().ToString();
+  EXPECT_EQ((*batch)[0].height, 256);
+  EXPECT_NEAR((*batch)[0].detections[0].box.y1, 60, 1e-4);
+  EXPECT_EQ((*batch)[1].height, 64);
+  EXPECT_NEAR((*batch)[1].detections[0].box.y1, 15, 1e-4);
+  EXPECT_EQ(detector->DetectBatch(views, std::span<const ImageSize>(sizes, 1)).status().code(),
+            StatusCode::kInvalidArgument);
 }
 
 TEST(DetectorTest, V5ThresholdsAndAgnosticNms) {

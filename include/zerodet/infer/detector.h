@@ -39,6 +39,12 @@ struct StageTimings {
   double postprocess_ms = 0;
 };
 
+// Width and height of an image in pixels.
+struct ImageSize {
+  int width = 0;
+  int height = 0;
+};
+
 struct DetectionResult {
   int width = 0;  // source image size (before any DCT scaling)
   int height = 0;
@@ -57,6 +63,10 @@ class Detector {
   const ModelSpec& spec() const;
   const ModelInfo& model_info() const;
   const DetectorOptions& options() const;
+  // The backend the detector runs, e.g. to time the bare model run next to Detect on the same
+  // session. Not thread-safe, like the detector; outputs of a direct Run are invalidated by the
+  // next Detect call.
+  Backend& backend();
 
   // Reads, decodes and detects one image file. Errors name the file.
   Result<DetectionResult> DetectFile(const std::filesystem::path& path);
@@ -68,9 +78,12 @@ class Detector {
   Result<DetectionResult> Detect(const ImageView& image, int source_width = 0,
                                  int source_height = 0);
   // One Run for all images (in chunks of options().max_batch) when the model has a dynamic batch
-  // dimension, else one Run per model batch. Results are in the order of `images`, each boxes in
-  // that image's pixels, identical to what Detect gives for it alone.
-  Result<std::vector<DetectionResult>> DetectBatch(std::span<const ImageView> images);
+  // dimension, else one Run per model batch. Results are in the order of `images`, each identical
+  // to what Detect gives for it alone. `source_sizes` is empty (boxes in each image's own pixels)
+  // or holds one size per image, as source_width/height of Detect (0 = the image's own size).
+  // Errors: kInvalidArgument for an empty image, or source_sizes of another length.
+  Result<std::vector<DetectionResult>> DetectBatch(std::span<const ImageView> images,
+                                                   std::span<const ImageSize> source_sizes = {});
 
   // Runs on an input that is already letterboxed (3 x H x W float32 in caller memory, e.g. a
   // store object or shared-memory region): no preprocessing, no copy. `geometry` (as
