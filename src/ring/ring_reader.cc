@@ -297,6 +297,10 @@ bool RingReader::WriterAlive() const {
   return h->writer_open.load() != 0 && detail::IdentityAlive(h->writer_identity.load());
 }
 
+bool RingReader::WriterClosed() const {
+  return segment_->header()->writer_open.load() == 0;
+}
+
 ReaderStats RingReader::Stats() const {
   const RingHeader* h = segment_->header();
   ReaderStats s;

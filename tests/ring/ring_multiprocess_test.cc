@@ -286,6 +286,7 @@ TEST(RingMultiprocessTest, KilledWriterIsDetectedAndARestartedWriterResumes) {
   ASSERT_EQ(::kill(child, SIGKILL), 0);
   ASSERT_EQ(WaitChild(child), 128 + SIGKILL);
   EXPECT_FALSE((*reader)->WriterAlive());
+  EXPECT_FALSE((*reader)->WriterClosed());  // died, not closed: a new writer may resume
   auto dead = (*reader)->Read(milliseconds(5000));
   EXPECT_EQ(dead.status().code(), StatusCode::kUnavailable);
   EXPECT_NE(dead.status().message().find("died"), std::string::npos) << dead.status().ToString();

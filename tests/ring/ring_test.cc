@@ -345,9 +345,11 @@ TEST(RingTest, ReadTimesOutAndReportsACleanClose) {
   auto none = reader->Read(milliseconds(30));
   EXPECT_EQ(none.status().code(), StatusCode::kDeadlineExceeded);
   EXPECT_TRUE(reader->WriterAlive());
+  EXPECT_FALSE(reader->WriterClosed());
   ASSERT_EQ(WriteTagged(*writer, 7), 1u);
   writer.reset();
   EXPECT_FALSE(reader->WriterAlive());
+  EXPECT_TRUE(reader->WriterClosed());
   // What was published before the close is still delivered, then the close is reported.
   auto last = reader->Read(milliseconds(1000));
   ASSERT_TRUE(last.ok());

@@ -248,6 +248,8 @@ class RingReader {
 
   // True while the ring has an open writer whose process is alive.
   bool WriterAlive() const;
+  // True once the writer shut down cleanly (the ring ends; a dead writer does not close it).
+  bool WriterClosed() const;
 
   ReaderStats Stats() const;
   RingStats RingStatistics() const;
