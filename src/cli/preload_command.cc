@@ -34,7 +34,8 @@ int RunPreload(const PreloadArgs& args) {
   store::PreloadOptions options;
   options.dataset = args.name;
   options.jobs = args.jobs;
-  if (Status s = store::ParseSampleLayout(args.as, &options.layout, &options.letterbox_size);
+  if (Status s = store::ParseSampleLayout(args.as, &options.layout, &options.letterbox_size,
+                                          &options.letterbox_style);
       !s.ok()) {
     std::fprintf(stderr, "error: --as: %s\n", s.message().c_str());
     return 2;
@@ -66,7 +67,9 @@ const CommandRegistrar kRegistrar("preload", [](CLI::App& app, int& exit_code) {
       "preload", "Decode a dataset once into a running store (zerodet store) for fast readers");
   cmd->add_option("--socket", args->socket, "Socket of the store")->required();
   cmd->add_option("--name", args->name, "Dataset name readers open")->required();
-  cmd->add_option("--as", args->as, "Sample layout: rgb or letterbox:SIZE (e.g. letterbox:640)");
+  cmd->add_option("--as", args->as,
+                  "Sample layout: rgb, letterbox:SIZE (YOLOv5/v8/11, e.g. letterbox:640) or "
+                  "letterbox-yolox:SIZE");
   cmd->add_option("--jobs", args->jobs, "Decoding threads (0: one per CPU)")
       ->check(CLI::Range(0, 1024));
   cmd->add_option("source", args->source, "Image directory or COCO annotation .json")->required();

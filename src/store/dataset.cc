@@ -29,6 +29,9 @@ struct SampleHeader {
 
 // How long a reader waits for a sample that another process is restoring right now.
 constexpr auto kRestoreWait = 10000ms;
+// How long a create waits for unsealed objects to be sealed when the store is full of them.
+constexpr int kFullRetries = 200;
+constexpr auto kFullRetryInterval = 10ms;
 
 const char* LayoutName(SampleLayout layout) {
   return layout == SampleLayout::kRgb8 ? "rgb" : "letterbox";
@@ -104,6 +107,23 @@ Result<SampleHeader> ReadHeader(const ObjectView& view) {
   return header;
 }
 
+// Create(), waiting while the store is full only because of objects still being written (by
+// the other preloading threads, say): those become evictable once sealed. Objects that cannot
+// fit even then fail at once.
+Result<ObjectBuffer> CreateWhenRoom(StoreClient& client, const ObjectId& id, uint64_t size,
+                                    std::span<const uint8_t> metadata) {
+  for (int attempt = 0;; ++attempt) {
+    Result<ObjectBuffer> buffer = client.Create(id, size, metadata);
+    if (buffer.ok() || buffer.status().code() != StatusCode::kResourceExhausted ||
+        attempt >= kFullRetries) {
+      return buffer;
+    }
+    ZD_ASSIGN_OR_RETURN(StoreStats stats, client.Stats());
+    if (stats.unsealed_objects == 0 || size + metadata.size() > stats.capacity) return buffer;
+    std::this_thread::sleep_for(kFullRetryInterval);
+  }
+}
+
 // Stores one sample: decodes straight into a new store object. Sets *already_stored when the
 // object was there (from an earlier preload or a concurrent one).
 Status PreloadOne(StoreClient& client, const fs::path& path, SampleLayout layout,
@@ -134,7 +154,7 @@ Status PreloadOne(StoreClient& client, const fs::path& path, SampleLayout layout
         path, layout, letterbox_size, style, letterboxer, info, &header,
         [&](uint64_t size) -> Result<uint8_t*> {
           // The header is filled before allocate() is called.
-          ZD_ASSIGN_OR_RETURN(buffer, client.Create(info->id, size, HeaderBytes(header)));
+          ZD_ASSIGN_OR_RETURN(buffer, CreateWhenRoom(client, info->id, size, HeaderBytes(header)));
           return buffer.data().data();
         });
     if (decoded.code() == StatusCode::kAlreadyExists) continue;  // someone else is storing it
@@ -187,14 +207,17 @@ ObjectId ManifestId(const std::string& dataset) {
   return ObjectId::FromName("zerodet-dataset:" + dataset);
 }
 
-Status ParseSampleLayout(std::string_view text, SampleLayout* layout, int* letterbox_size) {
+Status ParseSampleLayout(std::string_view text, SampleLayout* layout, int* letterbox_size,
+                         LetterboxStyle* style) {
   if (text == "rgb") {
     *layout = SampleLayout::kRgb8;
     return Status::Ok();
   }
   constexpr std::string_view kPrefix = "letterbox:";
-  if (text.starts_with(kPrefix)) {
-    const std::string digits(text.substr(kPrefix.size()));
+  constexpr std::string_view kYoloxPrefix = "letterbox-yolox:";
+  const bool yolox = text.starts_with(kYoloxPrefix);
+  if (yolox || text.starts_with(kPrefix)) {
+    const std::string digits(text.substr(yolox ? kYoloxPrefix.size() : kPrefix.size()));
     int size = 0;
     size_t used = 0;
     try {
@@ -205,12 +228,13 @@ Status ParseSampleLayout(std::string_view text, SampleLayout* layout, int* lette
     if (used == digits.size() && used > 0 && size >= 32 && size <= 8192 && size % 32 == 0) {
       *layout = SampleLayout::kLetterbox;
       *letterbox_size = size;
+      if (style != nullptr) *style = yolox ? LetterboxStyle::kYolox : LetterboxStyle::kUltralytics;
       return Status::Ok();
     }
   }
   return InvalidArgumentError(fmt::format(
-      "sample layout '{}' not understood: use 'rgb' or 'letterbox:SIZE' with SIZE a multiple of "
-      "32 in 32..8192 (e.g. letterbox:640)",
+      "sample layout '{}' not understood: use 'rgb', 'letterbox:SIZE' (Ultralytics YOLO) or "
+      "'letterbox-yolox:SIZE' with SIZE a multiple of 32 in 32..8192 (e.g. letterbox:640)",
       text));
 }
 
@@ -422,6 +446,29 @@ Result<std::unique_ptr<DatasetReader>> DatasetReader::Open(std::shared_ptr<Store
     return corrupt(e.what());
   }
   return reader;
+}
+
+Status DatasetReader::CheckModelInput(int width, int height, LetterboxStyle style) const {
+  const bool yolox = style == LetterboxStyle::kYolox;
+  if (layout_ == SampleLayout::kLetterbox && width == height && width == letterbox_size_ &&
+      style == style_) {
+    return Status::Ok();
+  }
+  const std::string have =
+      layout_ == SampleLayout::kRgb8
+          ? std::string("rgb")
+          : fmt::format("{}:{}", style_ == LetterboxStyle::kYolox ? "letterbox-yolox" : "letterbox",
+                        letterbox_size_);
+  if (width != height) {
+    return FailedPreconditionError(fmt::format(
+        "dataset '{}' holds {} samples; the model takes non-square {}x{} inputs, which datasets "
+        "cannot hold: read the images from files instead",
+        dataset_, have, width, height));
+  }
+  return FailedPreconditionError(fmt::format(
+      "dataset '{}' holds {} samples; the model needs {}:{}: preload it with --as {}:{}", dataset_,
+      have, yolox ? "letterbox-yolox" : "letterbox", width, yolox ? "letterbox-yolox" : "letterbox",
+      width));
 }
 
 size_t DatasetReader::Find(const std::string& name) const {

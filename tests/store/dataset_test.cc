@@ -77,6 +77,10 @@ TEST(DatasetSourceTest, BadSourcesAndLayoutsAreNamed) {
   EXPECT_TRUE(ParseSampleLayout("letterbox:320", &layout, &size).ok());
   EXPECT_EQ(layout, SampleLayout::kLetterbox);
   EXPECT_EQ(size, 320);
+  LetterboxStyle style = LetterboxStyle::kUltralytics;
+  EXPECT_TRUE(ParseSampleLayout("letterbox-yolox:416", &layout, &size, &style).ok());
+  EXPECT_EQ(style, LetterboxStyle::kYolox);
+  EXPECT_EQ(size, 416);
   EXPECT_TRUE(ParseSampleLayout("rgb", &layout, &size).ok());
   EXPECT_EQ(layout, SampleLayout::kRgb8);
   for (const char* bad_layout : {"letterbox:", "letterbox:641", "letterbox:64x", "bgr", ""}) {
@@ -177,6 +181,37 @@ TEST_F(DatasetTest, LetterboxSamplesEqualTheFileBasedPipeline) {
     EXPECT_EQ(info.source_width, decoded->image.width());
     EXPECT_EQ(info.source_height, decoded->image.height());
   }
+  EXPECT_TRUE(reader->CheckModelInput(320, 320, LetterboxStyle::kUltralytics).ok());
+  Status wrong_size = reader->CheckModelInput(640, 640, LetterboxStyle::kUltralytics);
+  EXPECT_EQ(wrong_size.code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(wrong_size.message(), HasSubstr("--as letterbox:640"));
+  Status wrong_style = reader->CheckModelInput(320, 320, LetterboxStyle::kYolox);
+  EXPECT_THAT(wrong_style.message(), HasSubstr("--as letterbox-yolox:320"));
+}
+
+TEST_F(DatasetTest, YoloxLetterboxSamples) {
+  StartStore(16 << 20);
+  PreloadOptions options;
+  options.dataset = "yolox";
+  options.layout = SampleLayout::kLetterbox;
+  options.letterbox_size = 416;
+  options.letterbox_style = LetterboxStyle::kYolox;
+  ASSERT_TRUE(PreloadDataset(*client_, kImages, options).ok());
+  auto reader = OpenReader("yolox");
+  ASSERT_NE(reader, nullptr);
+  EXPECT_EQ(reader->letterbox_style(), LetterboxStyle::kYolox);
+  EXPECT_TRUE(reader->CheckModelInput(416, 416, LetterboxStyle::kYolox).ok());
+  const size_t dog = reader->Find("dog.jpg");
+  ASSERT_LT(dog, reader->size());
+  SampleInfo info = reader->info(dog);
+  auto expected =
+      DecodeSample(info.path, SampleLayout::kLetterbox, 416, LetterboxStyle::kYolox, &info);
+  ASSERT_TRUE(expected.ok());
+  auto sample = reader->Get(dog);
+  ASSERT_TRUE(sample.ok());
+  ASSERT_EQ(sample->bytes().size(), expected->size());
+  EXPECT_EQ(std::memcmp(sample->bytes().data(), expected->data(), expected->size()), 0);
+  EXPECT_EQ(info.geometry.pad_x, reader->info(dog).geometry.pad_x);
 }
 
 TEST_F(DatasetTest, MissesDecodeAgainAndRestoreTheSample) {

@@ -45,9 +45,11 @@ namespace zerodet::store {
 
 enum class SampleLayout { kRgb8, kLetterbox };
 
-// Parses "rgb" or "letterbox:SIZE" (e.g. "letterbox:640"). Errors: kInvalidArgument naming the
-// accepted forms.
-Status ParseSampleLayout(std::string_view text, SampleLayout* layout, int* letterbox_size);
+// Parses "rgb", "letterbox:SIZE" (Ultralytics YOLO inputs, e.g. "letterbox:640") or
+// "letterbox-yolox:SIZE" (YOLOX inputs). `style` may be null. Errors: kInvalidArgument naming
+// the accepted forms.
+Status ParseSampleLayout(std::string_view text, SampleLayout* layout, int* letterbox_size,
+                         LetterboxStyle* style = nullptr);
 
 struct SampleInfo {
   std::string name;             // file name relative to the dataset root
@@ -130,6 +132,9 @@ class DatasetReader {
   LetterboxStyle letterbox_style() const { return style_; }
   // REQUIRES: i < size().
   const SampleInfo& info(size_t i) const { return samples_[i]; }
+  // OK when the samples are exactly the input of a model taking `width` x `height` inputs
+  // letterboxed in `style`; else kFailedPrecondition saying how to preload the dataset instead.
+  Status CheckModelInput(int width, int height, LetterboxStyle style) const;
   // Index of the sample named `name`, or size() if none.
   size_t Find(const std::string& name) const;
 
