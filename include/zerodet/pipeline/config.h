@@ -1,0 +1,78 @@
+// Pipeline configuration: the sources (one ingest process each), the models (N worker
+// processes each) and where results go, as read from a YAML file.
+//
+//   sources:
+//     - name: gate                 # [A-Za-z0-9_.-], unique
+//       type: video                # video (file or URL libavformat opens) | images (a folder)
+//       path: clip.mp4             # relative paths are relative to the YAML file
+//       fps: 4                     # pacing; video: default the stream's rate; images: required
+//       loop: false                # start over at the end instead of finishing
+//       ring_slots: 8              # frames the ring holds
+//       overflow: overwrite_oldest # or drop_newest (the ingest never waits for workers)
+//   models:
+//     - name: yolov8n              # also the work group name on the rings
+//       path: ../models/yolov8n.onnx
+//       workers: 2                 # processes, each one ONNX Runtime session
+//       threads: 1                 # intra-op threads per worker
+//       sources: [gate]            # default: every source (fan-out: each model sees each frame)
+//       conf: 0.25
+//       iou: 0.45
+//   output:
+//     results: "-"                 # JSON lines: "-" for stdout, or a file path
+//   supervision:
+//     restart_backoff_ms: 200
+//     max_restarts: 20             # per worker or ingest slot; then the pipeline fails
+//
+// Thread-safe: plain values and a pure function.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "zerodet/core/status.h"
+#include "zerodet/ring/frame_ring.h"
+
+namespace zerodet::pipeline {
+
+enum class SourceType { kVideo, kImageFolder };
+
+struct SourceConfig {
+  std::string name;
+  SourceType type = SourceType::kVideo;
+  std::string path;  // file, folder or URL; already resolved against the config's folder
+  double fps = 0;    // 0: the stream's own rate (video only)
+  bool loop = false;
+  int ring_slots = 8;
+  ring::OverflowPolicy overflow = ring::OverflowPolicy::kOverwriteOldest;
+};
+
+struct ModelConfig {
+  std::string name;
+  std::filesystem::path path;
+  int workers = 1;
+  int threads = 1;
+  std::vector<std::string> sources;  // names; filled with every source when not given
+  float conf = 0.25f;
+  float iou = 0.45f;
+};
+
+struct PipelineConfig {
+  std::vector<SourceConfig> sources;
+  std::vector<ModelConfig> models;
+  std::string results = "-";
+  int restart_backoff_ms = 200;
+  int max_restarts = 20;
+};
+
+// Parses and validates YAML text. `base_dir` resolves relative paths; `origin` (the file name)
+// appears in errors. Errors: kInvalidArgument naming the key and the value that is wrong
+// (unknown keys included, so typos do not pass silently).
+Result<PipelineConfig> ParsePipelineConfig(std::string_view yaml,
+                                           const std::filesystem::path& base_dir,
+                                           std::string_view origin);
+
+// Reads and parses a YAML file. Errors: kNotFound / kIoError for the file, then as above.
+Result<PipelineConfig> LoadPipelineConfig(const std::filesystem::path& path);
+
+}  // namespace zerodet::pipeline

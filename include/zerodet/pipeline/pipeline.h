@@ -1,0 +1,88 @@
+// The multi-process detection pipeline: one ingest process per source decodes frames once into
+// a frame ring; N worker processes per model read the rings as a work group (each frame to one
+// worker of the model; every model sees every frame) and run the detector on the frame in
+// shared memory; the supervisor (the calling process) writes the workers' results as JSON lines
+// and restarts processes that die.
+//
+// Result line (one per frame and model):
+//   {"source":"gate","sequence":12,"timestamp_ns":...,"model":"yolov8n","worker":1,
+//    "width":640,"height":480,"detections":[{"class_id":16,"class":"dog","score":0.95,
+//    "box":[x,y,w,h]}],"latency_ms":{"decode":..,"queue":..,"preprocess":..,"infer":..,
+//    "postprocess":..,"total":..}}
+// timestamp_ns is CLOCK_MONOTONIC when the ingest started decoding the frame; "decode" runs
+// from then to publication in the ring, "queue" from publication to a worker taking it, "total"
+// from timestamp_ns to the result.
+//
+// Supervision: a worker that dies (crash, kill -9) is restarted after a backoff; the frame it
+// was working on is counted in frames_lost_in_flight, and the ring reclaims the slot it held.
+// A dead ingest (or one whose stream dropped) is restarted too, with exponential backoff: it
+// reopens its source (from the start, for a file) and resumes its ring, whose sequence numbers
+// continue. The ingest never waits for workers.
+//
+// RunPipeline forks; call it from a single-threaded process. Not reentrant.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+
+#include "zerodet/core/status.h"
+#include "zerodet/pipeline/config.h"
+
+namespace zerodet::pipeline {
+
+struct SourceSummary {
+  uint64_t frames_published = 0;
+  uint64_t frames_dropped = 0;      // not published: ring full under drop_newest
+  uint64_t frames_overwritten = 0;  // published, replaced before some model's workers took them
+  int ingest_restarts = 0;
+};
+
+struct ModelSummary {
+  uint64_t results = 0;
+  uint64_t frames_lost_in_flight = 0;  // being processed by a worker that died
+  int worker_restarts = 0;
+};
+
+struct PipelineSummary {
+  std::map<std::string, SourceSummary> sources;
+  std::map<std::string, ModelSummary> models;
+};
+
+// Optional hooks into the supervisor (tests and tools); called on the supervisor's thread.
+struct PipelineObserver {
+  // The ingest process of `source` started (again, after a restart).
+  std::function<void(const std::string& source, pid_t pid)> on_ingest_started;
+  // A worker process of `model` started (again, after a restart).
+  std::function<void(const std::string& model, int worker, pid_t pid)> on_worker_started;
+  // A worker delivered a result for frame `sequence` of `source`.
+  std::function<void(const std::string& model, int worker, pid_t pid, const std::string& source,
+                     uint64_t sequence)>
+      on_result;
+};
+
+struct PipelineOptions {
+  // Set to true (e.g. from a signal handler) to stop: ingests close their rings, workers finish
+  // the frames in them, then everything exits.
+  std::atomic<bool>* stop = nullptr;
+  PipelineObserver observer;
+  // Name prefix of this run's rings (default "zp-<pid>-"); must be a valid ring name prefix.
+  std::string ring_prefix;
+  // Ingests wait this long for every worker to attach before the first frame, so a finite file
+  // is processed from its first frame (model loading takes a while).
+  int attach_timeout_ms = 60'000;
+};
+
+// Runs until every source has ended (non-looping) and the workers have processed what is in
+// the rings, or until *options.stop. Returns what happened.
+// Errors: kInvalidArgument for a config RunPipeline cannot run; kUnavailable when a process
+// keeps dying (more than max_restarts); the errors of opening the output file or a source
+// (reported by the ingest before the first frame), naming it.
+Result<PipelineSummary> RunPipeline(const PipelineConfig& config,
+                                    const PipelineOptions& options = {});
+
+}  // namespace zerodet::pipeline

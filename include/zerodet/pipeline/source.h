@@ -1,0 +1,54 @@
+// Frame sources of the pipeline's ingest processes: a video file or stream (FFmpeg's
+// libavformat/libavcodec) and a folder of images replayed in name order.
+//
+// A source decodes one frame at a time (Advance) and then writes it as RGB8 straight into
+// memory the caller gives (WriteRgb): in the pipeline, a claimed ring slot, so the frame is
+// converted once into shared memory and never copied again. Not thread-safe: one thread per
+// source.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "zerodet/core/status.h"
+
+namespace zerodet::pipeline {
+
+class FrameSource {
+ public:
+  virtual ~FrameSource() = default;
+
+  // Bytes of the largest RGB8 frame this source produces (ring slots are sized for it).
+  virtual size_t max_frame_bytes() const = 0;
+  // The source's own frame rate, 0 when it has none (image folders).
+  virtual double native_fps() const = 0;
+
+  // Decodes the next frame. Returns false at the end of the source (after the last frame, or
+  // never when looping). Errors: kCorruptData naming the source and frame on undecodable data,
+  // kIoError on read errors.
+  virtual Result<bool> Advance() = 0;
+
+  // Size of the frame Advance() decoded. REQUIRES: the last Advance() returned true.
+  virtual int width() const = 0;
+  virtual int height() const = 0;
+
+  // Writes that frame as tightly packed RGB8 (stride width() * 3) into `dst`.
+  // Errors: kInvalidArgument when dst is smaller than width() * height() * 3.
+  // REQUIRES: the last Advance() returned true.
+  virtual Status WriteRgb(std::span<uint8_t> dst) = 0;
+};
+
+// Opens a video file or URL with libavformat and its best video stream's decoder.
+// Errors: kNotFound (no such file), kInvalidArgument (no video stream), kIoError / kCorruptData
+// with FFmpeg's message and the path.
+Result<std::unique_ptr<FrameSource>> OpenVideoSource(const std::string& path, bool loop);
+
+// Replays the JPEG/PNG/BMP files of `folder` in name order. Headers are read up front to size
+// the slots. Errors: kNotFound (no folder), kInvalidArgument (no images in it), kCorruptData
+// (an image whose header cannot be read; names the file).
+Result<std::unique_ptr<FrameSource>> OpenImageFolderSource(const std::string& folder, bool loop);
+
+}  // namespace zerodet::pipeline

@@ -1,0 +1,232 @@
+#include "zerodet/pipeline/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <set>
+
+#include "zerodet/core/file.h"
+
+namespace zerodet::pipeline {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Errors carry the origin (file) and the key path, e.g. "pipeline.yaml: models[0].workers".
+class Context {
+ public:
+  explicit Context(std::string_view origin) : origin_(origin) {}
+  Status Error(const std::string& where, const std::string& what) const {
+    return InvalidArgumentError(origin_ + ": " + where + ": " + what);
+  }
+
+ private:
+  std::string origin_;
+};
+
+Status CheckKeys(const YAML::Node& node, const std::set<std::string>& allowed,
+                 const std::string& where, const Context& ctx) {
+  if (!node.IsMap()) return ctx.Error(where, "must be a mapping of keys to values");
+  for (const auto& item : node) {
+    const std::string key = item.first.as<std::string>();
+    if (allowed.count(key) == 0) {
+      std::string known;
+      for (const std::string& k : allowed) known += (known.empty() ? "" : ", ") + k;
+      return ctx.Error(where, "unknown key '" + key + "' (known: " + known + ")");
+    }
+  }
+  return Status::Ok();
+}
+
+template <typename T>
+Status Get(const YAML::Node& node, const char* key, const std::string& where, const Context& ctx,
+           T& out) {
+  const YAML::Node value = node[key];
+  if (!value) return Status::Ok();
+  try {
+    out = value.as<T>();
+  } catch (const YAML::Exception&) {
+    return ctx.Error(where + "." + key, "cannot read '" + YAML::Dump(value) + "' as " +
+                                            (std::is_same_v<T, std::string> ? "a string"
+                                             : std::is_same_v<T, bool>      ? "true/false"
+                                             : std::is_integral_v<T>        ? "an integer"
+                                                                            : "a number"));
+  }
+  return Status::Ok();
+}
+
+Status ValidName(const std::string& name, const std::string& where, const Context& ctx) {
+  if (name.empty() || name.size() > 32)
+    return ctx.Error(where, "name must have 1 to 32 characters");
+  for (char c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.') {
+      return ctx.Error(where, "name '" + name + "' may only use letters, digits, '_', '-', '.'");
+    }
+  }
+  return Status::Ok();
+}
+
+std::string Resolve(const std::string& path, const fs::path& base_dir) {
+  if (path.find("://") != std::string::npos) return path;  // a URL for libavformat
+  const fs::path p(path);
+  return p.is_absolute() ? path : (base_dir / p).lexically_normal().string();
+}
+
+Result<SourceConfig> ParseSource(const YAML::Node& node, const std::string& where,
+                                 const fs::path& base_dir, const Context& ctx) {
+  ZD_RETURN_IF_ERROR(CheckKeys(
+      node, {"name", "type", "path", "fps", "loop", "ring_slots", "overflow"}, where, ctx));
+  SourceConfig source;
+  ZD_RETURN_IF_ERROR(Get(node, "name", where, ctx, source.name));
+  ZD_RETURN_IF_ERROR(ValidName(source.name, where + ".name", ctx));
+  std::string type = "video";
+  ZD_RETURN_IF_ERROR(Get(node, "type", where, ctx, type));
+  if (type == "video") {
+    source.type = SourceType::kVideo;
+  } else if (type == "images") {
+    source.type = SourceType::kImageFolder;
+  } else {
+    return ctx.Error(where + ".type", "'" + type + "' is not one of: video, images");
+  }
+  ZD_RETURN_IF_ERROR(Get(node, "path", where, ctx, source.path));
+  if (source.path.empty()) return ctx.Error(where + ".path", "is required");
+  source.path = Resolve(source.path, base_dir);
+  ZD_RETURN_IF_ERROR(Get(node, "fps", where, ctx, source.fps));
+  if (source.fps < 0 || source.fps > 1000) {
+    return ctx.Error(where + ".fps", std::to_string(source.fps) + " is outside 0..1000");
+  }
+  if (source.type == SourceType::kImageFolder && source.fps == 0) {
+    return ctx.Error(where + ".fps", "is required for an image folder (frames per second)");
+  }
+  ZD_RETURN_IF_ERROR(Get(node, "loop", where, ctx, source.loop));
+  ZD_RETURN_IF_ERROR(Get(node, "ring_slots", where, ctx, source.ring_slots));
+  if (source.ring_slots < 2 || source.ring_slots > 256) {
+    return ctx.Error(where + ".ring_slots",
+                     std::to_string(source.ring_slots) + " is outside 2..256");
+  }
+  std::string overflow = "overwrite_oldest";
+  ZD_RETURN_IF_ERROR(Get(node, "overflow", where, ctx, overflow));
+  if (overflow == "overwrite_oldest") {
+    source.overflow = ring::OverflowPolicy::kOverwriteOldest;
+  } else if (overflow == "drop_newest") {
+    source.overflow = ring::OverflowPolicy::kDropNewest;
+  } else {
+    return ctx.Error(where + ".overflow",
+                     "'" + overflow + "' is not one of: overwrite_oldest, drop_newest");
+  }
+  return source;
+}
+
+Result<ModelConfig> ParseModel(const YAML::Node& node, const std::string& where,
+                               const fs::path& base_dir, const Context& ctx) {
+  ZD_RETURN_IF_ERROR(CheckKeys(
+      node, {"name", "path", "workers", "threads", "sources", "conf", "iou"}, where, ctx));
+  ModelConfig model;
+  ZD_RETURN_IF_ERROR(Get(node, "name", where, ctx, model.name));
+  ZD_RETURN_IF_ERROR(ValidName(model.name, where + ".name", ctx));
+  std::string path;
+  ZD_RETURN_IF_ERROR(Get(node, "path", where, ctx, path));
+  if (path.empty()) return ctx.Error(where + ".path", "is required (an ONNX model file)");
+  model.path = Resolve(path, base_dir);
+  ZD_RETURN_IF_ERROR(Get(node, "workers", where, ctx, model.workers));
+  if (model.workers < 1 || model.workers > 32) {
+    return ctx.Error(where + ".workers", std::to_string(model.workers) + " is outside 1..32");
+  }
+  ZD_RETURN_IF_ERROR(Get(node, "threads", where, ctx, model.threads));
+  if (model.threads < 1 || model.threads > 64) {
+    return ctx.Error(where + ".threads", std::to_string(model.threads) + " is outside 1..64");
+  }
+  if (node["sources"]) {
+    if (!node["sources"].IsSequence()) {
+      return ctx.Error(where + ".sources", "must be a list of source names");
+    }
+    ZD_RETURN_IF_ERROR(Get(node, "sources", where, ctx, model.sources));
+  }
+  ZD_RETURN_IF_ERROR(Get(node, "conf", where, ctx, model.conf));
+  ZD_RETURN_IF_ERROR(Get(node, "iou", where, ctx, model.iou));
+  if (!(model.conf >= 0 && model.conf <= 1)) {
+    return ctx.Error(where + ".conf", std::to_string(model.conf) + " is outside 0..1");
+  }
+  if (!(model.iou >= 0 && model.iou <= 1)) {
+    return ctx.Error(where + ".iou", std::to_string(model.iou) + " is outside 0..1");
+  }
+  return model;
+}
+
+}  // namespace
+
+Result<PipelineConfig> ParsePipelineConfig(std::string_view yaml, const fs::path& base_dir,
+                                           std::string_view origin) {
+  const Context ctx(origin);
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yaml));
+  } catch (const YAML::Exception& e) {
+    return InvalidArgumentError(std::string(origin) + ": not valid YAML: " + e.what());
+  }
+  if (!root || root.IsNull()) return ctx.Error("top level", "the file is empty");
+  ZD_RETURN_IF_ERROR(
+      CheckKeys(root, {"sources", "models", "output", "supervision"}, "top level", ctx));
+  PipelineConfig config;
+  const YAML::Node sources = root["sources"];
+  if (!sources || !sources.IsSequence() || sources.size() == 0) {
+    return ctx.Error("sources", "needs a list of at least one source");
+  }
+  std::set<std::string> source_names;
+  for (size_t i = 0; i < sources.size(); ++i) {
+    const std::string where = "sources[" + std::to_string(i) + "]";
+    ZD_ASSIGN_OR_RETURN(SourceConfig source, ParseSource(sources[i], where, base_dir, ctx));
+    if (!source_names.insert(source.name).second) {
+      return ctx.Error(where + ".name", "'" + source.name + "' is used twice");
+    }
+    config.sources.push_back(std::move(source));
+  }
+  const YAML::Node models = root["models"];
+  if (!models || !models.IsSequence() || models.size() == 0) {
+    return ctx.Error("models", "needs a list of at least one model");
+  }
+  std::set<std::string> model_names;
+  for (size_t i = 0; i < models.size(); ++i) {
+    const std::string where = "models[" + std::to_string(i) + "]";
+    ZD_ASSIGN_OR_RETURN(ModelConfig model, ParseModel(models[i], where, base_dir, ctx));
+    if (!model_names.insert(model.name).second) {
+      return ctx.Error(where + ".name", "'" + model.name + "' is used twice");
+    }
+    if (model.sources.empty()) {
+      for (const SourceConfig& s : config.sources) model.sources.push_back(s.name);
+    }
+    for (const std::string& s : model.sources) {
+      if (source_names.count(s) == 0) {
+        return ctx.Error(where + ".sources", "no source is named '" + s + "'");
+      }
+    }
+    config.models.push_back(std::move(model));
+  }
+  if (const YAML::Node output = root["output"]) {
+    ZD_RETURN_IF_ERROR(CheckKeys(output, {"results"}, "output", ctx));
+    ZD_RETURN_IF_ERROR(Get(output, "results", "output", ctx, config.results));
+    if (config.results.empty()) return ctx.Error("output.results", "must be '-' or a file path");
+    if (config.results != "-") config.results = Resolve(config.results, base_dir);
+  }
+  if (const YAML::Node supervision = root["supervision"]) {
+    ZD_RETURN_IF_ERROR(
+        CheckKeys(supervision, {"restart_backoff_ms", "max_restarts"}, "supervision", ctx));
+    ZD_RETURN_IF_ERROR(
+        Get(supervision, "restart_backoff_ms", "supervision", ctx, config.restart_backoff_ms));
+    ZD_RETURN_IF_ERROR(Get(supervision, "max_restarts", "supervision", ctx, config.max_restarts));
+    if (config.restart_backoff_ms < 0 || config.restart_backoff_ms > 600'000) {
+      return ctx.Error("supervision.restart_backoff_ms", "must be within 0..600000");
+    }
+    if (config.max_restarts < 0) return ctx.Error("supervision.max_restarts", "must be >= 0");
+  }
+  return config;
+}
+
+Result<PipelineConfig> LoadPipelineConfig(const fs::path& path) {
+  ZD_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, ReadFileBytes(path, uint64_t{1} << 20));
+  const std::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  return ParsePipelineConfig(text, path.parent_path().empty() ? fs::path(".") : path.parent_path(),
+                             path.string());
+}
+
+}  // namespace zerodet::pipeline

@@ -1,0 +1,134 @@
+// The ingest process of one source: decode each frame once, straight into a ring slot, paced
+// at the source's frame rate. It never waits for workers: a full ring overwrites or drops.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include "processes.h"
+#include "zerodet/pipeline/source.h"
+#include "zerodet/ring/frame_ring.h"
+
+namespace zerodet::pipeline::detail {
+namespace {
+
+volatile sig_atomic_t g_stop = 0;
+void OnTerminate(int) {
+  g_stop = 1;
+}
+
+int64_t NowNs() {
+  timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+int Fail(int fd, const Status& status) {
+  SendLine(fd, "ERROR " + status.ToString() + "\n");
+  return kExitFatal;
+}
+
+// Sleeps until `deadline_ns` (CLOCK_MONOTONIC) or a stop request.
+void SleepUntil(int64_t deadline_ns) {
+  while (!g_stop) {
+    const int64_t left = deadline_ns - NowNs();
+    if (left <= 0) return;
+    std::this_thread::sleep_for(std::chrono::nanoseconds(std::min<int64_t>(left, 50'000'000)));
+  }
+}
+
+}  // namespace
+
+void SendLine(int fd, const std::string& line) {
+  size_t done = 0;
+  while (done < line.size()) {
+    const ssize_t n = ::write(fd, line.data() + done, line.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // the supervisor is gone; nothing left to tell
+    done += static_cast<size_t>(n);
+  }
+}
+
+int RunIngest(const IngestArgs& args) {
+  struct sigaction action = {};
+  action.sa_handler = OnTerminate;
+  ::sigaction(SIGTERM, &action, nullptr);
+  ::sigaction(SIGINT, &action, nullptr);
+
+  const SourceConfig& config = args.source;
+  auto source = config.type == SourceType::kVideo ? OpenVideoSource(config.path, config.loop)
+                                                  : OpenImageFolderSource(config.path, config.loop);
+  if (!source.ok()) {
+    // After a restart (a dropped stream), failing to reopen means "try again later".
+    if (args.restarted) return kExitRestart;
+    return Fail(args.fd, source.status().WithContext("source " + config.name));
+  }
+  ring::RingOptions options;
+  options.name = args.ring_name;
+  options.slot_count = config.ring_slots;
+  options.slot_bytes = (*source)->max_frame_bytes();
+  options.policy = config.overflow;
+  auto writer = ring::RingWriter::Open(options);
+  if (!writer.ok()) return Fail(args.fd, writer.status().WithContext("source " + config.name));
+  SendLine(args.fd, "READY\n");
+
+  const int64_t attach_deadline = NowNs() + int64_t{args.attach_timeout_ms} * 1'000'000;
+  while (!g_stop && (*writer)->Stats().readers_attached < args.expected_readers &&
+         NowNs() < attach_deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+
+  const double fps = config.fps > 0 ? config.fps : (*source)->native_fps();
+  const int64_t interval_ns = fps > 0 ? static_cast<int64_t>(1e9 / fps) : 0;
+  const int64_t start = NowNs();
+  int bad_frames_in_a_row = 0;
+  for (int64_t frame = 0; !g_stop; ++frame) {
+    if (interval_ns > 0) SleepUntil(start + frame * interval_ns);
+    if (g_stop) break;
+    const int64_t captured = NowNs();
+    auto more = (*source)->Advance();
+    if (!more.ok()) {
+      std::fprintf(stderr, "zerodet pipeline: source %s: %s\n", config.name.c_str(),
+                   more.status().ToString().c_str());
+      // A source that fails from the start is fatal (wrong path, not a video). Later, a bad
+      // frame is skipped like a camera glitch, while a read error (a dropped stream) or a run
+      // of bad frames ends this process: the supervisor restarts it after its backoff, which
+      // reopens (reconnects) the source and resumes the ring.
+      if (frame == 0 && !args.restarted) return Fail(args.fd, more.status());
+      if (more.status().code() != StatusCode::kCorruptData || ++bad_frames_in_a_row > 100) {
+        return kExitRestart;
+      }
+      continue;
+    }
+    bad_frames_in_a_row = 0;
+    if (!*more) break;
+    auto slot = (*writer)->BeginFrame();
+    if (!slot.ok()) continue;  // no free slot: dropped and counted by the ring
+    const Status written = (*source)->WriteRgb(*slot);
+    if (!written.ok()) {
+      (*writer)->Abandon();
+      std::fprintf(stderr, "zerodet pipeline: source %s: %s\n", config.name.c_str(),
+                   written.ToString().c_str());
+      continue;
+    }
+    ring::FrameInfo info;
+    info.timestamp_ns = captured;
+    info.width = (*source)->width();
+    info.height = (*source)->height();
+    info.stride = static_cast<uint32_t>(info.width * 3);
+    info.pixel_format = PixelFormat::kRGB8;
+    info.format = ring::FrameFormat::kRawPixels;
+    (void)(*writer)->Publish(info);
+  }
+  const ring::RingStats stats = (*writer)->Stats();
+  SendLine(args.fd, "STATS " + std::to_string(stats.frames_published) + " " +
+                        std::to_string(stats.frames_dropped) + " " +
+                        std::to_string(stats.frames_overwritten) + "\n");
+  writer->reset();  // clean close: workers drain the ring and finish
+  return 0;
+}
+
+}  // namespace zerodet::pipeline::detail

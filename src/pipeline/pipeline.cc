@@ -1,0 +1,393 @@
+// The supervisor: forks the ingests and workers, relays results, restarts what dies.
+#include "zerodet/pipeline/pipeline.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "processes.h"
+#include "zerodet/ring/frame_ring.h"
+
+namespace zerodet::pipeline {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+enum class Kind { kIngest, kWorker };
+
+struct Child {
+  Kind kind = Kind::kIngest;
+  int index = 0;   // source index (ingest) or model index (worker)
+  int worker = 0;  // worker number within its model
+  pid_t pid = -1;  // -1: not running
+  int fd = -1;     // read end of its message pipe
+  std::string buffer;
+  bool in_flight = false;  // took a frame and has not delivered its result
+  int restarts = 0;
+  bool done = false;               // exited for good
+  Clock::time_point restart_at{};  // pid == -1 && !done: restart then
+};
+
+class Supervisor {
+ public:
+  Supervisor(const PipelineConfig& config, const PipelineOptions& options, FILE* out)
+      : config_(config), options_(options), out_(out) {
+    prefix_ = options.ring_prefix.empty() ? "zp-" + std::to_string(::getpid()) + "-"
+                                          : options.ring_prefix;
+    for (const SourceConfig& s : config.sources) summary_.sources[s.name] = {};
+    for (const ModelConfig& m : config.models) summary_.models[m.name] = {};
+  }
+
+  // On an error path children may still run: ask them to stop (an ingest then closes and
+  // unlinks its ring), and kill what has not exited after a grace period.
+  ~Supervisor() {
+    for (Child& c : children_) {
+      if (c.pid > 0) ::kill(c.pid, SIGTERM);
+    }
+    const auto deadline = Clock::now() + std::chrono::seconds(2);
+    for (Child& c : children_) {
+      while (c.pid > 0) {
+        if (::waitpid(c.pid, nullptr, WNOHANG) != 0) {
+          c.pid = -1;
+        } else if (Clock::now() >= deadline) {
+          ::kill(c.pid, SIGKILL);
+          ::waitpid(c.pid, nullptr, 0);
+          c.pid = -1;
+        } else {
+          std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+      }
+      if (c.fd >= 0) ::close(c.fd);
+    }
+  }
+
+  Result<PipelineSummary> Run() {
+    for (size_t s = 0; s < config_.sources.size(); ++s) {
+      Child c;
+      c.kind = Kind::kIngest;
+      c.index = static_cast<int>(s);
+      children_.push_back(c);
+    }
+    // Rings first: every ingest must report READY (its ring exists) before workers attach.
+    for (Child& c : children_) ZD_RETURN_IF_ERROR(Spawn(c));
+    for (Child& c : children_) ZD_RETURN_IF_ERROR(AwaitReady(c));
+    for (size_t m = 0; m < config_.models.size(); ++m) {
+      for (int w = 0; w < config_.models[m].workers; ++w) {
+        Child c;
+        c.kind = Kind::kWorker;
+        c.index = static_cast<int>(m);
+        c.worker = w;
+        children_.push_back(c);
+      }
+    }
+    for (Child& c : children_) {
+      if (c.kind == Kind::kWorker) ZD_RETURN_IF_ERROR(Spawn(c));
+    }
+    bool stopping = false;
+    while (!AllDone()) {
+      if (!stopping && options_.stop != nullptr && options_.stop->load()) {
+        stopping = true;
+        for (Child& c : children_) {
+          if (c.kind == Kind::kIngest && c.pid > 0) ::kill(c.pid, SIGTERM);
+        }
+      }
+      PollMessages(100);
+      ZD_RETURN_IF_ERROR(fatal_);
+      ZD_RETURN_IF_ERROR(ReapChildren(stopping));
+      ZD_RETURN_IF_ERROR(RestartDue());
+    }
+    std::fflush(out_);
+    return summary_;
+  }
+
+ private:
+  bool SourceEnded(int s) const {
+    for (const Child& c : children_) {
+      if (c.kind == Kind::kIngest && c.index == s) return c.done;
+    }
+    return true;
+  }
+
+  bool AllDone() const {
+    for (const Child& c : children_) {
+      if (!c.done) return false;
+    }
+    return true;
+  }
+
+  std::string RingName(int s) const {
+    return prefix_ + config_.sources[static_cast<size_t>(s)].name;
+  }
+
+  std::string Describe(const Child& c) const {
+    if (c.kind == Kind::kIngest)
+      return "ingest of source " + config_.sources[static_cast<size_t>(c.index)].name;
+    return "worker " + std::to_string(c.worker) + " of model " +
+           config_.models[static_cast<size_t>(c.index)].name;
+  }
+
+  Status Spawn(Child& c) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) return ErrnoError("pipe", errno);
+    std::fflush(nullptr);
+    const pid_t pid = ::fork();
+    if (pid < 0) {
+      const int err = errno;
+      ::close(fds[0]);
+      ::close(fds[1]);
+      return ErrnoError("fork " + Describe(c), err);
+    }
+    if (pid == 0) {
+      ::close(fds[0]);
+      for (const Child& other : children_) {
+        if (other.fd >= 0) ::close(other.fd);
+      }
+      ::_exit(RunChild(c, fds[1]));
+    }
+    ::close(fds[1]);
+    ::fcntl(fds[0], F_SETFL, O_NONBLOCK);
+    if (c.fd >= 0) ::close(c.fd);
+    c.fd = fds[0];
+    c.pid = pid;
+    c.buffer.clear();
+    c.in_flight = false;
+    if (c.kind == Kind::kIngest && options_.observer.on_ingest_started) {
+      options_.observer.on_ingest_started(config_.sources[static_cast<size_t>(c.index)].name, pid);
+    }
+    if (c.kind == Kind::kWorker && options_.observer.on_worker_started) {
+      options_.observer.on_worker_started(config_.models[static_cast<size_t>(c.index)].name,
+                                          c.worker, pid);
+    }
+    return Status::Ok();
+  }
+
+  int RunChild(const Child& c, int fd) {
+    if (c.kind == Kind::kIngest) {
+      detail::IngestArgs args;
+      args.source = config_.sources[static_cast<size_t>(c.index)];
+      args.ring_name = RingName(c.index);
+      for (const ModelConfig& m : config_.models) {
+        for (const std::string& s : m.sources) {
+          if (s == args.source.name) args.expected_readers += m.workers;
+        }
+      }
+      // After a restart the workers are attached already.
+      args.attach_timeout_ms = c.restarts == 0 ? options_.attach_timeout_ms : 0;
+      args.restarted = c.restarts > 0;
+      args.fd = fd;
+      return detail::RunIngest(args);
+    }
+    detail::WorkerArgs args;
+    args.model = config_.models[static_cast<size_t>(c.index)];
+    args.worker = c.worker;
+    for (const std::string& name : args.model.sources) {
+      for (size_t s = 0; s < config_.sources.size(); ++s) {
+        if (config_.sources[s].name == name) {
+          args.sources.emplace_back(name, RingName(static_cast<int>(s)));
+        }
+      }
+    }
+    args.fd = fd;
+    return detail::RunWorker(args);
+  }
+
+  Status AwaitReady(Child& c) {
+    for (;;) {
+      pollfd p{c.fd, POLLIN, 0};
+      ::poll(&p, 1, 100);
+      ReadMessages(c);
+      ZD_RETURN_IF_ERROR(fatal_);
+      if (ready_.count(c.index) != 0) return Status::Ok();
+      int status = 0;
+      if (::waitpid(c.pid, &status, WNOHANG) == c.pid) {
+        ReadMessages(c);
+        ZD_RETURN_IF_ERROR(fatal_);
+        c.pid = -1;
+        c.done = true;
+        return UnavailableError(Describe(c) + " exited before its ring was ready");
+      }
+    }
+  }
+
+  void PollMessages(int timeout_ms) {
+    std::vector<pollfd> polls;
+    std::vector<Child*> owners;
+    for (Child& c : children_) {
+      if (c.fd >= 0) {
+        polls.push_back({c.fd, POLLIN, 0});
+        owners.push_back(&c);
+      }
+    }
+    if (polls.empty()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(timeout_ms));
+      return;
+    }
+    ::poll(polls.data(), polls.size(), timeout_ms);
+    for (size_t i = 0; i < polls.size(); ++i) {
+      if (polls[i].revents != 0) ReadMessages(*owners[i]);
+    }
+  }
+
+  void ReadMessages(Child& c) {
+    char buf[65536];
+    for (;;) {
+      const ssize_t n = ::read(c.fd, buf, sizeof(buf));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      c.buffer.append(buf, static_cast<size_t>(n));
+    }
+    size_t start = 0;
+    for (size_t nl; (nl = c.buffer.find('\n', start)) != std::string::npos; start = nl + 1) {
+      HandleLine(c, std::string_view(c.buffer).substr(start, nl - start));
+    }
+    c.buffer.erase(0, start);
+  }
+
+  void HandleLine(Child& c, std::string_view line) {
+    auto starts = [&](std::string_view word) { return line.substr(0, word.size()) == word; };
+    if (starts("ERROR ")) {
+      if (fatal_.ok()) fatal_ = UnavailableError(std::string(line.substr(6)));
+    } else if (starts("READY")) {
+      ready_.insert(c.index);
+    } else if (starts("STATS ")) {
+      std::istringstream in{std::string(line.substr(6))};
+      SourceSummary& s = summary_.sources[config_.sources[static_cast<size_t>(c.index)].name];
+      in >> s.frames_published >> s.frames_dropped >> s.frames_overwritten;
+    } else if (starts("BEGIN ")) {
+      c.in_flight = true;
+    } else if (starts("RESULT ")) {
+      c.in_flight = false;
+      const std::string_view json = line.substr(7);
+      std::fwrite(json.data(), 1, json.size(), out_);
+      std::fputc('\n', out_);
+      const std::string& model = config_.models[static_cast<size_t>(c.index)].name;
+      ++summary_.models[model].results;
+      if (options_.observer.on_result) {
+        // The source and sequence lead the line: {"source":"...","sequence":N,...
+        const size_t sq = json.find("\"sequence\":");
+        const size_t src = json.find("\"source\":\"");
+        const std::string source =
+            src == std::string_view::npos
+                ? ""
+                : std::string(json.substr(src + 10, json.find('"', src + 10) - (src + 10)));
+        const uint64_t sequence =
+            sq == std::string_view::npos ? 0 : std::strtoull(json.data() + sq + 11, nullptr, 10);
+        options_.observer.on_result(model, c.worker, c.pid, source, sequence);
+      }
+    }
+  }
+
+  Status ReapChildren(bool stopping) {
+    for (;;) {
+      int status = 0;
+      const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+      if (pid <= 0) return Status::Ok();
+      Child* c = nullptr;
+      for (Child& candidate : children_) {
+        if (candidate.pid == pid) c = &candidate;
+      }
+      if (c == nullptr) continue;  // not ours
+      ReadMessages(*c);            // what it wrote before exiting
+      ZD_RETURN_IF_ERROR(fatal_);
+      c->pid = -1;
+      const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+      if (WIFEXITED(status) && WEXITSTATUS(status) == detail::kExitFatal) {
+        return UnavailableError(Describe(*c) + " failed and cannot be restarted");
+      }
+      const std::string why = WIFSIGNALED(status)
+                                  ? "killed by signal " + std::to_string(WTERMSIG(status))
+                                  : "exit code " + std::to_string(WEXITSTATUS(status));
+      if (c->kind == Kind::kIngest) {
+        if (clean || stopping) {
+          c->done = true;
+          continue;
+        }
+        ++summary_.sources[config_.sources[static_cast<size_t>(c->index)].name].ingest_restarts;
+      } else {
+        ModelSummary& model = summary_.models[config_.models[static_cast<size_t>(c->index)].name];
+        if (c->in_flight) ++model.frames_lost_in_flight;
+        if (clean) {
+          c->done = true;
+          continue;
+        }
+        bool any_source_running = false;
+        for (const std::string& name : config_.models[static_cast<size_t>(c->index)].sources) {
+          for (size_t s = 0; s < config_.sources.size(); ++s) {
+            if (config_.sources[s].name == name && !SourceEnded(static_cast<int>(s))) {
+              any_source_running = true;
+            }
+          }
+        }
+        if (!any_source_running) {
+          // Its rings are closed and unlinked: a new worker could not attach to them.
+          std::fprintf(stderr, "zerodet pipeline: %s died (%s) after its sources ended\n",
+                       Describe(*c).c_str(), why.c_str());
+          c->done = true;
+          continue;
+        }
+        ++model.worker_restarts;
+      }
+      if (c->restarts >= config_.max_restarts) {
+        return UnavailableError(Describe(*c) + " died " + std::to_string(c->restarts + 1) +
+                                " times (last: " + why + "); supervision.max_restarts is " +
+                                std::to_string(config_.max_restarts));
+      }
+      ++c->restarts;
+      // Exponential backoff (a stream that keeps dropping is retried less and less often).
+      const int backoff_ms = config_.restart_backoff_ms << std::min(c->restarts - 1, 6);
+      std::fprintf(stderr, "zerodet pipeline: %s stopped (%s); restarting in %d ms\n",
+                   Describe(*c).c_str(), why.c_str(), backoff_ms);
+      c->restart_at = Clock::now() + std::chrono::milliseconds(backoff_ms);
+    }
+  }
+
+  Status RestartDue() {
+    const auto now = Clock::now();
+    for (Child& c : children_) {
+      if (c.pid < 0 && !c.done && now >= c.restart_at) ZD_RETURN_IF_ERROR(Spawn(c));
+    }
+    return Status::Ok();
+  }
+
+  const PipelineConfig& config_;
+  const PipelineOptions& options_;
+  FILE* out_;
+  std::string prefix_;
+  std::vector<Child> children_;
+  std::set<int> ready_;
+  Status fatal_;
+  PipelineSummary summary_;
+};
+
+}  // namespace
+
+Result<PipelineSummary> RunPipeline(const PipelineConfig& config, const PipelineOptions& options) {
+  if (config.sources.empty() || config.models.empty()) {
+    return InvalidArgumentError("a pipeline needs at least one source and one model");
+  }
+  // Rings of earlier runs whose processes all died (crash, kill -9) are removed first.
+  (void)ring::RemoveStaleRings("zp-");
+  std::unique_ptr<FILE, int (*)(FILE*)> file(nullptr, std::fclose);
+  FILE* out = stdout;
+  if (config.results != "-") {
+    file.reset(std::fopen(config.results.c_str(), "w"));
+    if (!file) return ErrnoError("cannot write results to " + config.results, errno);
+    out = file.get();
+  }
+  Supervisor supervisor(config, options, out);
+  return supervisor.Run();
+}
+
+}  // namespace zerodet::pipeline

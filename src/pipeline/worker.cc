@@ -1,0 +1,152 @@
+// A worker process of one model: takes frames from its sources' rings as a member of the
+// model's work group and runs the detector on the pixels in shared memory (preprocessing
+// writes straight into the model's input buffer; the frame itself is never copied).
+#include <time.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "processes.h"
+#include "zerodet/core/detection.h"
+#include "zerodet/infer/detector.h"
+#include "zerodet/ring/frame_ring.h"
+
+namespace zerodet::pipeline::detail {
+namespace {
+
+int64_t NowNs() {
+  timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+double Ms(int64_t ns) {
+  return std::round(static_cast<double>(ns) / 1e4) / 100.0;
+}
+// Rounds to 1/scale (scale 10: one decimal). Dividing last keeps the JSON short (348.9, not
+// 348.90000000000003).
+double Round(double v, double scale) {
+  return std::round(v * scale) / scale;
+}
+
+struct Input {
+  std::string source;
+  std::unique_ptr<ring::RingReader> reader;  // null once the source has ended
+};
+
+nlohmann::json ResultJson(const WorkerArgs& args, const Detector& detector, const Input& input,
+                          const ring::FrameInfo& info, int64_t taken_ns,
+                          const Result<DetectionResult>& result) {
+  nlohmann::json line;
+  line["source"] = input.source;
+  line["sequence"] = info.sequence;
+  line["timestamp_ns"] = info.timestamp_ns;
+  line["model"] = args.model.name;
+  line["worker"] = args.worker;
+  line["width"] = info.width;
+  line["height"] = info.height;
+  if (!result.ok()) {
+    line["error"] = result.status().ToString();
+    return line;
+  }
+  const std::vector<std::string>& names = detector.spec().class_names;
+  nlohmann::json detections = nlohmann::json::array();
+  for (const Detection& d : result->detections) {
+    detections.push_back(
+        {{"class_id", d.class_id},
+         {"class", d.class_id >= 0 && static_cast<size_t>(d.class_id) < names.size()
+                       ? names[static_cast<size_t>(d.class_id)]
+                       : std::to_string(d.class_id)},
+         {"score", Round(d.score, 1e4)},
+         {"box",
+          {Round(d.box.x1, 10), Round(d.box.y1, 10), Round(d.box.width(), 10),
+           Round(d.box.height(), 10)}}});
+  }
+  line["detections"] = std::move(detections);
+  const StageTimings& t = result->timing;
+  line["latency_ms"] = {{"decode", Ms(info.publish_time_ns - info.timestamp_ns)},
+                        {"queue", Ms(taken_ns - info.publish_time_ns)},
+                        {"preprocess", Round(t.preprocess_ms, 100)},
+                        {"infer", Round(t.infer_ms, 100)},
+                        {"postprocess", Round(t.postprocess_ms, 100)},
+                        {"total", Ms(NowNs() - info.timestamp_ns)}};
+  return line;
+}
+
+}  // namespace
+
+int RunWorker(const WorkerArgs& args) {
+  DetectorOptions options;
+  options.backend.intra_op_threads = args.model.threads;
+  options.backend.inter_op_threads = 1;
+  options.params.conf_threshold = args.model.conf;
+  options.params.iou_threshold = args.model.iou;
+  auto detector = Detector::Create(args.model.path, options);
+  if (!detector.ok()) {
+    SendLine(args.fd,
+             "ERROR model " + args.model.name + ": " + detector.status().ToString() + "\n");
+    return kExitFatal;
+  }
+
+  std::vector<Input> inputs;
+  for (const auto& [source, ring_name] : args.sources) {
+    ring::ReaderOptions reader_options;
+    reader_options.ring_name = ring_name;
+    reader_options.mode = ring::ReaderMode::kWorkGroup;
+    reader_options.group = args.model.name;
+    auto reader = ring::RingReader::Attach(reader_options);
+    Input input{source, nullptr};
+    if (reader.ok()) {
+      input.reader = std::move(reader).value();
+    } else if (reader.status().code() != StatusCode::kNotFound) {  // not found: already ended
+      SendLine(args.fd, "ERROR source " + source + ": " + reader.status().ToString() + "\n");
+      return kExitFatal;
+    }
+    inputs.push_back(std::move(input));
+  }
+
+  // One source: block on its ring. Several: look at each without waiting, then wait a little
+  // on the next one in turn, so no source starves.
+  size_t turn = 0;
+  for (;;) {
+    size_t open = 0;
+    for (const Input& input : inputs) open += input.reader ? 1 : 0;
+    if (open == 0) return 0;
+    const auto wait = open == 1 ? std::chrono::milliseconds(200) : std::chrono::milliseconds(10);
+    bool any = false;
+    for (size_t k = 0; k < inputs.size(); ++k) {
+      const size_t i = (turn + k) % inputs.size();
+      Input& input = inputs[i];
+      if (!input.reader) continue;
+      const bool waiting_here = !any && k + 1 == inputs.size();
+      auto lease =
+          input.reader->Read(open == 1 || waiting_here ? wait : std::chrono::milliseconds(0));
+      if (!lease.ok()) {
+        if (lease.status().code() == StatusCode::kUnavailable) {
+          if (input.reader->WriterClosed()) {
+            input.reader.reset();  // the source ended and its ring is drained
+          } else {
+            // The ingest died; the supervisor restarts it and it resumes the ring.
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+          }
+        }
+        continue;
+      }
+      any = true;
+      const int64_t taken = NowNs();
+      const ring::FrameInfo info = lease->info();
+      SendLine(args.fd, "BEGIN " + std::to_string(i) + " " + std::to_string(info.sequence) + "\n");
+      auto result = (*detector)->Detect(lease->image());
+      lease->Release();
+      const nlohmann::json line = ResultJson(args, **detector, input, info, taken, result);
+      SendLine(args.fd, "RESULT " + line.dump() + "\n");
+    }
+    turn = (turn + 1) % inputs.size();
+  }
+}
+
+}  // namespace zerodet::pipeline::detail

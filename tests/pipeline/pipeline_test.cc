@@ -1,0 +1,246 @@
+// Whole pipelines of real processes: an ingest decoding a video (made with ffmpeg from
+// ../shared/images) into a ring, yolov8n workers in work groups, results as JSON lines; two
+// models fed from one decode; a worker killed with SIGKILL mid-run and restarted.
+#include "zerodet/pipeline/pipeline.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "test_media.h"
+
+namespace zerodet::pipeline {
+namespace {
+
+class PipelineTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::filesystem::path(testing::TempDir("pipeline"));
+    clip_ = new std::filesystem::path(testing::MakeClip(*dir_));
+  }
+  static void TearDownTestSuite() {
+    std::filesystem::remove_all(*dir_);
+    delete dir_;
+    delete clip_;
+  }
+
+  static PipelineConfig Config(const std::string& results_name) {
+    PipelineConfig config;
+    SourceConfig source;
+    source.name = "clip";
+    source.path = clip_->string();
+    source.fps = 4;
+    config.sources.push_back(source);
+    ModelConfig model;
+    model.name = "yolov8n";
+    model.path = ZERODET_SHARED_DIR "/models/yolov8n.onnx";
+    model.workers = 2;
+    model.sources = {"clip"};
+    config.models.push_back(model);
+    config.results = (*dir_ / results_name).string();
+    config.restart_backoff_ms = 50;
+    return config;
+  }
+
+  static std::vector<nlohmann::json> ReadLines(const std::string& path) {
+    std::vector<nlohmann::json> lines;
+    std::ifstream in(path);
+    for (std::string line; std::getline(in, line);) {
+      lines.push_back(nlohmann::json::parse(line));
+    }
+    return lines;
+  }
+
+  static std::filesystem::path* dir_;
+  static std::filesystem::path* clip_;
+};
+std::filesystem::path* PipelineTest::dir_ = nullptr;
+std::filesystem::path* PipelineTest::clip_ = nullptr;
+
+bool HasDetection(const nlohmann::json& line, const std::string& name, double min_score) {
+  for (const auto& d : line["detections"]) {
+    if (d["class"] == name && d["score"].get<double>() >= min_score) return true;
+  }
+  return false;
+}
+
+TEST_F(PipelineTest, EveryFrameIsDetectedOnceByOneWorkerOfTheGroup) {
+  ASSERT_FALSE(clip_->empty()) << "ffmpeg could not make the test clip";
+  const PipelineConfig config = Config("group.jsonl");
+  std::set<pid_t> workers;
+  PipelineOptions options;
+  options.observer.on_worker_started = [&](const std::string&, int, pid_t pid) {
+    workers.insert(pid);
+  };
+  auto summary = RunPipeline(config, options);
+  ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  const size_t frames = testing::SharedPhotos().size();
+  EXPECT_EQ(summary->sources["clip"].frames_published, frames);
+  EXPECT_EQ(summary->models["yolov8n"].results, frames);
+  EXPECT_EQ(summary->models["yolov8n"].worker_restarts, 0);
+  EXPECT_EQ(workers.size(), 2u);
+
+  const auto lines = ReadLines(config.results);
+  ASSERT_EQ(lines.size(), frames);
+  std::map<uint64_t, nlohmann::json> by_sequence;
+  for (const auto& line : lines) {
+    EXPECT_EQ(line["source"], "clip");
+    EXPECT_EQ(line["model"], "yolov8n");
+    EXPECT_EQ(line["width"], 640);
+    EXPECT_EQ(line["height"], 480);
+    EXPECT_FALSE(line.contains("error")) << line.dump();
+    for (const char* stage : {"decode", "queue", "preprocess", "infer", "postprocess", "total"}) {
+      EXPECT_GE(line["latency_ms"][stage].get<double>(), 0.0) << stage;
+    }
+    EXPECT_GE(line["latency_ms"]["total"].get<double>(), line["latency_ms"]["infer"].get<double>());
+    EXPECT_TRUE(by_sequence.emplace(line["sequence"].get<uint64_t>(), line).second)
+        << "frame " << line["sequence"] << " detected twice";
+  }
+  ASSERT_EQ(by_sequence.size(), frames);
+  EXPECT_EQ(by_sequence.begin()->first, 1u);
+  EXPECT_EQ(by_sequence.rbegin()->first, frames);
+  // Photos in name order: bus, dog, eagle, giraffe, horses, kite, person, scream, zidane.
+  EXPECT_TRUE(HasDetection(by_sequence[1], "bus", 0.5));
+  EXPECT_TRUE(HasDetection(by_sequence[2], "dog", 0.5));
+  EXPECT_TRUE(HasDetection(by_sequence[2], "bicycle", 0.5));
+  EXPECT_TRUE(HasDetection(by_sequence[4], "giraffe", 0.5));
+  EXPECT_TRUE(HasDetection(by_sequence[5], "horse", 0.5));
+  EXPECT_TRUE(HasDetection(by_sequence[9], "person", 0.5));
+  // The dog box, as in the reference for dog.jpg (x 131 y 219 w 177 h 320 at 768x576), scaled
+  // by 640/768 into the video frame.
+  for (const auto& d : by_sequence[2]["detections"]) {
+    if (d["class"] != "dog") continue;
+    const double scale = 640.0 / 768.0;
+    EXPECT_NEAR(d["box"][0].get<double>(), 131 * scale, 8);
+    EXPECT_NEAR(d["box"][1].get<double>(), 219 * scale, 8);
+    EXPECT_NEAR(d["box"][2].get<double>(), 177 * scale, 8);
+    EXPECT_NEAR(d["box"][3].get<double>(), 320 * scale, 8);
+    break;
+  }
+}
+
+TEST_F(PipelineTest, TwoModelsShareOneDecode) {
+  ASSERT_FALSE(clip_->empty());
+  PipelineConfig config = Config("fanout.jsonl");
+  config.models[0].workers = 1;
+  ModelConfig second = config.models[0];
+  second.name = "yolo11n";
+  second.path = ZERODET_SHARED_DIR "/models/yolo11n.onnx";
+  config.models.push_back(second);
+  auto summary = RunPipeline(config);
+  ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  const size_t frames = testing::SharedPhotos().size();
+  EXPECT_EQ(summary->sources["clip"].frames_published, frames);  // decoded once
+  EXPECT_EQ(summary->models["yolov8n"].results, frames);
+  EXPECT_EQ(summary->models["yolo11n"].results, frames);
+  std::map<std::string, std::set<uint64_t>> seen;
+  for (const auto& line : ReadLines(config.results)) {
+    EXPECT_TRUE(seen[line["model"]].insert(line["sequence"].get<uint64_t>()).second);
+  }
+  EXPECT_EQ(seen["yolov8n"].size(), frames);
+  EXPECT_EQ(seen["yolo11n"].size(), frames);
+}
+
+TEST_F(PipelineTest, AKilledWorkerIsRestartedAndTheIngestNeverStops) {
+  ASSERT_FALSE(clip_->empty());
+  const PipelineConfig config = Config("restart.jsonl");
+  pid_t killed = -1;
+  std::set<pid_t> started;
+  PipelineOptions options;
+  options.observer.on_worker_started = [&](const std::string&, int, pid_t pid) {
+    started.insert(pid);
+  };
+  options.observer.on_result = [&](const std::string&, int, pid_t pid, const std::string&,
+                                   uint64_t) {
+    if (killed < 0) {
+      killed = pid;
+      ::kill(pid, SIGKILL);
+    }
+  };
+  auto summary = RunPipeline(config, options);
+  ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  ASSERT_GT(killed, 0);
+  const size_t frames = testing::SharedPhotos().size();
+  const SourceSummary& source = summary->sources["clip"];
+  const ModelSummary& model = summary->models["yolov8n"];
+  EXPECT_EQ(source.frames_published, frames);
+  EXPECT_EQ(source.ingest_restarts, 0);
+  EXPECT_EQ(model.worker_restarts, 1);
+  EXPECT_EQ(started.size(), 3u);  // two workers, then the replacement
+  EXPECT_LE(model.frames_lost_in_flight, 1u);
+  // Every published frame is accounted for: detected once, lost with the killed worker, or
+  // replaced in the ring before any worker took it.
+  EXPECT_EQ(model.results + model.frames_lost_in_flight + source.frames_overwritten, frames);
+  std::set<uint64_t> sequences;
+  for (const auto& line : ReadLines(config.results)) {
+    EXPECT_TRUE(sequences.insert(line["sequence"].get<uint64_t>()).second);
+  }
+  EXPECT_EQ(sequences.size(), model.results);
+}
+
+TEST_F(PipelineTest, AKilledIngestIsRestartedAndResumesItsRing) {
+  ASSERT_FALSE(clip_->empty());
+  const PipelineConfig config = Config("ingest-restart.jsonl");
+  std::vector<pid_t> ingests;
+  bool killed = false;
+  PipelineOptions options;
+  options.observer.on_ingest_started = [&](const std::string&, pid_t pid) {
+    ingests.push_back(pid);
+  };
+  options.observer.on_result = [&](const std::string&, int, pid_t, const std::string&,
+                                   uint64_t sequence) {
+    if (!killed && sequence >= 2) {
+      killed = true;
+      ::kill(ingests.front(), SIGKILL);
+    }
+  };
+  auto summary = RunPipeline(config, options);
+  ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  ASSERT_TRUE(killed);
+  ASSERT_EQ(ingests.size(), 2u);
+  const size_t frames = testing::SharedPhotos().size();
+  const SourceSummary& source = summary->sources["clip"];
+  const ModelSummary& model = summary->models["yolov8n"];
+  EXPECT_EQ(source.ingest_restarts, 1);
+  EXPECT_EQ(model.worker_restarts, 0);
+  // The restarted ingest replays the file from its start into the same ring: the frames of the
+  // first run up to the kill, then all of them again, under continuing sequence numbers.
+  EXPECT_GT(source.frames_published, frames);
+  EXPECT_EQ(model.results + source.frames_overwritten, source.frames_published);
+  std::set<uint64_t> sequences;
+  for (const auto& line : ReadLines(config.results)) {
+    EXPECT_TRUE(sequences.insert(line["sequence"].get<uint64_t>()).second);
+  }
+  EXPECT_EQ(sequences.size(), model.results);
+  EXPECT_EQ(*sequences.rbegin(), source.frames_published);
+}
+
+TEST_F(PipelineTest, AnUnopenableSourceOrModelFailsWithItsName) {
+  ASSERT_FALSE(clip_->empty());
+  PipelineConfig config = Config("bad.jsonl");
+  config.sources[0].path = (*dir_ / "no-such-clip.mp4").string();
+  auto no_source = RunPipeline(config);
+  ASSERT_FALSE(no_source.ok());
+  EXPECT_NE(no_source.status().message().find("no-such-clip.mp4"), std::string::npos)
+      << no_source.status().ToString();
+
+  config = Config("bad.jsonl");
+  config.models[0].path = (*dir_ / "no-such-model.onnx").string();
+  auto no_model = RunPipeline(config);
+  ASSERT_FALSE(no_model.ok());
+  EXPECT_NE(no_model.status().message().find("no-such-model.onnx"), std::string::npos)
+      << no_model.status().ToString();
+
+  config = Config("bad.jsonl");
+  config.results = (*dir_ / "no-such-folder" / "out.jsonl").string();
+  auto no_output = RunPipeline(config);
+  ASSERT_FALSE(no_output.ok());
+  EXPECT_NE(no_output.status().message().find("no-such-folder"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace zerodet::pipeline

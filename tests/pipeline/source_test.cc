@@ -1,0 +1,160 @@
+// Frame sources on real media: a video made with ffmpeg from ../shared/images, and the image
+// folder itself.
+#include "zerodet/pipeline/source.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+
+#include "test_media.h"
+#include "zerodet/codec/decode.h"
+
+namespace zerodet::pipeline {
+namespace {
+
+class VideoSourceTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::filesystem::path(testing::TempDir("video-source"));
+    clip_ = new std::filesystem::path(testing::MakeClip(*dir_));
+  }
+  static void TearDownTestSuite() {
+    std::filesystem::remove_all(*dir_);
+    delete dir_;
+    delete clip_;
+  }
+  static std::filesystem::path* dir_;
+  static std::filesystem::path* clip_;
+};
+std::filesystem::path* VideoSourceTest::dir_ = nullptr;
+std::filesystem::path* VideoSourceTest::clip_ = nullptr;
+
+double MeanAbsDiff(const uint8_t* a, const uint8_t* b, size_t n) {
+  double sum = 0;
+  for (size_t i = 0; i < n; ++i) sum += std::abs(int{a[i]} - int{b[i]});
+  return sum / static_cast<double>(n);
+}
+
+TEST_F(VideoSourceTest, DecodesEveryFrameAsRgbOfTheStreamSize) {
+  ASSERT_FALSE(clip_->empty()) << "ffmpeg could not make the test clip (is ffmpeg installed?)";
+  auto source = OpenVideoSource(clip_->string(), /*loop=*/false);
+  ASSERT_TRUE(source.ok()) << source.status().ToString();
+  EXPECT_EQ((*source)->max_frame_bytes(), 640u * 480u * 3u);
+  EXPECT_NEAR((*source)->native_fps(), 2.0, 1e-6);
+  std::vector<std::vector<uint8_t>> frames;
+  for (;;) {
+    auto more = (*source)->Advance();
+    ASSERT_TRUE(more.ok()) << more.status().ToString();
+    if (!*more) break;
+    EXPECT_EQ((*source)->width(), 640);
+    EXPECT_EQ((*source)->height(), 480);
+    std::vector<uint8_t> rgb(640 * 480 * 3);
+    ASSERT_TRUE((*source)->WriteRgb(rgb).ok());
+    frames.push_back(std::move(rgb));
+  }
+  ASSERT_EQ(frames.size(), testing::SharedPhotos().size());
+  // The frames are the photos in name order: frame 2 is dog.jpg (768x576 -> 640x480, same
+  // aspect ratio, no padding). Compare with the photo scaled down by sampling.
+  auto dog = DecodeImageFile(ZERODET_SHARED_DIR "/images/dog.jpg");
+  ASSERT_TRUE(dog.ok());
+  ASSERT_EQ(dog->image.width(), 768);
+  std::vector<uint8_t> sampled(640 * 480 * 3);
+  for (int y = 0; y < 480; ++y) {
+    for (int x = 0; x < 640; ++x) {
+      const uint8_t* p = dog->image.data() +
+                         static_cast<size_t>(y * 576 / 480) * dog->image.stride() +
+                         static_cast<size_t>(x * 768 / 640) * 3;
+      std::memcpy(&sampled[(static_cast<size_t>(y) * 640 + static_cast<size_t>(x)) * 3], p, 3);
+    }
+  }
+  // Lossy video coding and a different scaler: close, but not equal. Another frame is far off.
+  EXPECT_LT(MeanAbsDiff(frames[1].data(), sampled.data(), sampled.size()), 20.0);
+  EXPECT_GT(MeanAbsDiff(frames[0].data(), sampled.data(), sampled.size()), 40.0);
+}
+
+TEST_F(VideoSourceTest, LoopingStartsOverAtTheEnd) {
+  ASSERT_FALSE(clip_->empty());
+  auto source = OpenVideoSource(clip_->string(), /*loop=*/true);
+  ASSERT_TRUE(source.ok()) << source.status().ToString();
+  const size_t photos = testing::SharedPhotos().size();
+  std::vector<uint8_t> first(640 * 480 * 3), again(640 * 480 * 3);
+  for (size_t i = 0; i < photos + 1; ++i) {
+    auto more = (*source)->Advance();
+    ASSERT_TRUE(more.ok() && *more) << "frame " << i;
+    if (i == 0) {
+      ASSERT_TRUE((*source)->WriteRgb(first).ok());
+    }
+    if (i == photos) {
+      ASSERT_TRUE((*source)->WriteRgb(again).ok());
+    }
+  }
+  EXPECT_EQ(first, again);
+}
+
+TEST_F(VideoSourceTest, BadInputIsAnError) {
+  auto missing = OpenVideoSource((*dir_ / "missing.mp4").string(), false);
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(missing.status().message().find("missing.mp4"), std::string::npos);
+  const auto text = *dir_ / "notes.mp4";
+  {
+    std::ofstream out(text);
+    out << "this is not a video\n";
+  }
+  auto garbage = OpenVideoSource(text.string(), false);
+  EXPECT_FALSE(garbage.ok());
+  EXPECT_NE(garbage.status().message().find("notes.mp4"), std::string::npos);
+  auto source = OpenVideoSource(clip_->string(), false);
+  ASSERT_TRUE(source.ok());
+  ASSERT_TRUE(*(*source)->Advance());
+  std::vector<uint8_t> small(100);
+  EXPECT_EQ((*source)->WriteRgb(small).code(), StatusCode::kInvalidArgument);
+}
+
+TEST(ImageFolderSourceTest, ReplaysThePhotosInNameOrderWithTheCodecsPixels) {
+  auto source = OpenImageFolderSource(ZERODET_SHARED_DIR "/images", /*loop=*/false);
+  ASSERT_TRUE(source.ok()) << source.status().ToString();
+  size_t largest = 0;
+  for (const auto& photo : testing::SharedPhotos()) {
+    auto decoded = DecodeImageFile(photo);
+    ASSERT_TRUE(decoded.ok());
+    largest = std::max(largest, decoded->image.size_bytes());
+  }
+  EXPECT_EQ((*source)->max_frame_bytes(), largest);
+  std::vector<uint8_t> slot(largest);
+  for (const auto& photo : testing::SharedPhotos()) {
+    auto more = (*source)->Advance();
+    ASSERT_TRUE(more.ok() && *more) << photo;
+    auto decoded = DecodeImageFile(photo);
+    ASSERT_TRUE(decoded.ok());
+    ASSERT_EQ((*source)->width(), decoded->image.width()) << photo;
+    ASSERT_EQ((*source)->height(), decoded->image.height()) << photo;
+    ASSERT_TRUE((*source)->WriteRgb(slot).ok());
+    EXPECT_EQ(std::memcmp(slot.data(), decoded->image.data(), decoded->image.size_bytes()), 0)
+        << photo;
+  }
+  auto end = (*source)->Advance();
+  ASSERT_TRUE(end.ok());
+  EXPECT_FALSE(*end);
+}
+
+TEST(ImageFolderSourceTest, MissingEmptyAndCorruptFoldersAreErrors) {
+  EXPECT_EQ(OpenImageFolderSource("/nonexistent/zerodet", false).status().code(),
+            StatusCode::kNotFound);
+  const auto dir = testing::TempDir("image-folder");
+  auto empty = OpenImageFolderSource(dir.string(), false);
+  EXPECT_EQ(empty.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(empty.status().message().find(dir.string()), std::string::npos);
+  {
+    std::ofstream out(dir / "broken.jpg");
+    out << "not a jpeg";
+  }
+  auto corrupt = OpenImageFolderSource(dir.string(), false);
+  EXPECT_EQ(corrupt.status().code(), StatusCode::kCorruptData);
+  EXPECT_NE(corrupt.status().message().find("broken.jpg"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace zerodet::pipeline
