@@ -203,7 +203,8 @@ int RunBenchStore(const BenchStoreArgs& args) {
     Letterboxer letterboxer;
     std::vector<float> input(sample_bytes / sizeof(float));
     for (int pass = 0; pass < args.file_passes; ++pass) {
-      for (const fs::path& path : *images) {
+      for (const store::DatasetImage& image : *images) {
+        const fs::path& path = image.path;
         const auto start = Clock::now();
         auto bytes = ReadFileBytes(path);
         if (!bytes.ok()) return cleanup(), fail(bytes.status());

@@ -238,18 +238,21 @@ Status ParseSampleLayout(std::string_view text, SampleLayout* layout, int* lette
       text));
 }
 
-Result<std::vector<fs::path>> ListDatasetImages(const fs::path& source) {
+Result<std::vector<DatasetImage>> ListDatasetImages(const fs::path& source) {
   std::error_code ec;
   if (!fs::exists(source, ec)) {
     return NotFoundError(fmt::format("dataset source {} does not exist", source.string()));
   }
-  std::vector<fs::path> images;
+  std::vector<DatasetImage> images;
   if (fs::is_directory(source, ec)) {
     for (fs::recursive_directory_iterator it(source, ec), end; !ec && it != end; it.increment(ec)) {
-      if (it->is_regular_file(ec) && IsImageFile(it->path())) images.push_back(it->path());
+      if (it->is_regular_file(ec) && IsImageFile(it->path())) {
+        images.push_back({it->path(), it->path().lexically_relative(source).generic_string()});
+      }
     }
     if (ec) return IoError(fmt::format("cannot list {}: {}", source.string(), ec.message()));
-    std::sort(images.begin(), images.end());
+    std::sort(images.begin(), images.end(),
+              [](const DatasetImage& a, const DatasetImage& b) { return a.path < b.path; });
   } else {
     std::ifstream in(source);
     nlohmann::json coco = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
@@ -278,7 +281,7 @@ Result<std::vector<fs::path>> ListDatasetImages(const fs::path& source) {
                                          source.string(), name, dir.string(),
                                          (dir / "images").string()));
       }
-      images.push_back(found);
+      images.push_back({found, name});
     }
   }
   if (images.empty()) {
@@ -310,15 +313,13 @@ Result<PreloadReport> PreloadDataset(StoreClient& client, const fs::path& source
     return InvalidArgumentError(
         fmt::format("preload: letterbox size {} out of range 32..8192", options.letterbox_size));
   }
-  ZD_ASSIGN_OR_RETURN(std::vector<fs::path> images, ListDatasetImages(source));
-  const fs::path root = fs::is_directory(source) ? source : source.parent_path();
+  ZD_ASSIGN_OR_RETURN(std::vector<DatasetImage> images, ListDatasetImages(source));
 
   std::vector<SampleInfo> samples(images.size());
   for (size_t i = 0; i < images.size(); ++i) {
     SampleInfo& s = samples[i];
-    s.path = fs::absolute(images[i]);
-    s.name = images[i].lexically_relative(root).generic_string();
-    if (s.name.empty() || s.name.starts_with("..")) s.name = images[i].filename().string();
+    s.path = fs::absolute(images[i].path);
+    s.name = images[i].name;
     s.id = SampleId(options.dataset, options.layout, options.letterbox_size, s.name);
   }
 
@@ -440,6 +441,7 @@ Result<std::unique_ptr<DatasetReader>> DatasetReader::Open(std::shared_ptr<Store
           std::any_of(s.shape.begin(), s.shape.end(), [](int64_t d) { return d <= 0; })) {
         return corrupt("sample " + s.name + " has a bad shape");
       }
+      reader->by_name_.emplace(s.name, reader->samples_.size());
       reader->samples_.push_back(std::move(s));
     }
   } catch (const nlohmann::json::exception& e) {
@@ -472,10 +474,8 @@ Status DatasetReader::CheckModelInput(int width, int height, LetterboxStyle styl
 }
 
 size_t DatasetReader::Find(const std::string& name) const {
-  for (size_t i = 0; i < samples_.size(); ++i) {
-    if (samples_[i].name == name) return i;
-  }
-  return samples_.size();
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? samples_.size() : it->second;
 }
 
 Result<Sample> DatasetReader::Get(size_t i) const {

@@ -50,11 +50,15 @@ TEST(DatasetSourceTest, ListsDirectoriesAndCocoFiles) {
   auto dir = ListDatasetImages(kImages);
   ASSERT_TRUE(dir.ok()) << dir.status().ToString();
   EXPECT_EQ(dir->size(), 9u);
-  EXPECT_TRUE(std::is_sorted(dir->begin(), dir->end()));
+  EXPECT_EQ((*dir)[1].name, "dog.jpg");
+  EXPECT_EQ((*dir)[1].path, kImages / "dog.jpg");
   auto coco = ListDatasetImages(kCocoJson);
   ASSERT_TRUE(coco.ok()) << coco.status().ToString();
   EXPECT_EQ(coco->size(), 80u);
-  for (const auto& path : *coco) EXPECT_TRUE(fs::is_regular_file(path)) << path;
+  for (const auto& image : *coco) EXPECT_TRUE(fs::is_regular_file(image.path)) << image.path;
+  // Named by the annotation's file_name, so evaluators find them.
+  EXPECT_EQ((*coco)[0].name, "000000532481.jpg");
+  EXPECT_EQ((*coco)[0].path.filename(), "000000532481.jpg");
 }
 
 TEST(DatasetSourceTest, BadSourcesAndLayoutsAreNamed) {
@@ -159,6 +163,7 @@ TEST_F(DatasetTest, LetterboxSamplesEqualTheFileBasedPipeline) {
   ASSERT_NE(reader, nullptr);
   ASSERT_EQ(reader->size(), 80u);
   EXPECT_EQ(reader->letterbox_size(), 320);
+  EXPECT_EQ(reader->info(reader->Find("000000532481.jpg")).name, "000000532481.jpg");
   for (size_t i = 0; i < reader->size(); i += 7) {
     const SampleInfo& info = reader->info(i);
     // The file-based pipeline: decode, then letterbox.

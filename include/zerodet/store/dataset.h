@@ -33,6 +33,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "zerodet/codec/letterbox.h"
@@ -81,11 +82,18 @@ struct PreloadReport {
   ObjectId manifest_id;
 };
 
+struct DatasetImage {
+  std::filesystem::path path;  // the file
+  std::string name;            // the sample's name (see ListDatasetImages)
+};
+
 // The image files of a dataset source: every .jpg/.jpeg/.png/.bmp file under a directory
-// (recursively, sorted by path), or the images[].file_name entries of a COCO annotation file
-// (looked up next to the file and in its images/ folder). Errors: kNotFound for a missing source
-// or image, kCorruptData for an unreadable annotation file, kInvalidArgument for an empty source.
-Result<std::vector<std::filesystem::path>> ListDatasetImages(const std::filesystem::path& source);
+// (recursively, sorted by path; named by their path relative to the directory), or the
+// images[].file_name entries of a COCO annotation file (looked up next to the file and in its
+// images/ folder; named by file_name, so evaluators find them). Errors: kNotFound for a missing
+// source or image, kCorruptData for an unreadable annotation file, kInvalidArgument for an
+// empty source.
+Result<std::vector<DatasetImage>> ListDatasetImages(const std::filesystem::path& source);
 
 // Decodes every image of `source` (see ListDatasetImages) once, stores each as an object and
 // writes the manifest (replacing an earlier manifest of the same dataset name). Samples already
@@ -151,6 +159,7 @@ class DatasetReader {
   int letterbox_size_ = 0;
   LetterboxStyle style_ = LetterboxStyle::kUltralytics;
   std::vector<SampleInfo> samples_;
+  std::unordered_map<std::string, size_t> by_name_;
 };
 
 // The manifest's object id for dataset `name`.
