@@ -203,8 +203,12 @@ Result<PipelineConfig> ParsePipelineConfig(std::string_view yaml, const fs::path
     config.models.push_back(std::move(model));
   }
   if (const YAML::Node output = root["output"]) {
-    ZD_RETURN_IF_ERROR(CheckKeys(output, {"results"}, "output", ctx));
+    ZD_RETURN_IF_ERROR(CheckKeys(output, {"results", "results_ring"}, "output", ctx));
     ZD_RETURN_IF_ERROR(Get(output, "results", "output", ctx, config.results));
+    ZD_RETURN_IF_ERROR(Get(output, "results_ring", "output", ctx, config.results_ring));
+    if (!config.results_ring.empty()) {
+      ZD_RETURN_IF_ERROR(ValidName(config.results_ring, "output.results_ring", ctx));
+    }
     if (config.results.empty()) return ctx.Error("output.results", "must be '-' or a file path");
     if (config.results != "-") config.results = Resolve(config.results, base_dir);
   }

@@ -31,6 +31,14 @@ int Fail(int fd, const Status& status) {
   return kExitFatal;
 }
 
+// Ends this ingest so that the supervisor starts another, which resumes the ring. Exits
+// without running destructors: a RingWriter's destructor would close and unlink the ring, and
+// the workers would take that for the end of the source.
+[[noreturn]] void ExitForRestart() {
+  std::fflush(stderr);
+  ::_exit(kExitRestart);
+}
+
 // Sleeps until `deadline_ns` (CLOCK_MONOTONIC) or a stop request.
 void SleepUntil(int64_t deadline_ns) {
   while (!g_stop) {
@@ -63,7 +71,11 @@ int RunIngest(const IngestArgs& args) {
                                                   : OpenImageFolderSource(config.path, config.loop);
   if (!source.ok()) {
     // After a restart (a dropped stream), failing to reopen means "try again later".
-    if (args.restarted) return kExitRestart;
+    if (args.restarted) {
+      std::fprintf(stderr, "zerodet pipeline: source %s: %s\n", config.name.c_str(),
+                   source.status().ToString().c_str());
+      ExitForRestart();
+    }
     return Fail(args.fd, source.status().WithContext("source " + config.name));
   }
   ring::RingOptions options;
@@ -85,6 +97,7 @@ int RunIngest(const IngestArgs& args) {
   const int64_t interval_ns = fps > 0 ? static_cast<int64_t>(1e9 / fps) : 0;
   const int64_t start = NowNs();
   int bad_frames_in_a_row = 0;
+  const bool live = config.path.find("://") != std::string::npos;
   for (int64_t frame = 0; !g_stop; ++frame) {
     if (interval_ns > 0) SleepUntil(start + frame * interval_ns);
     if (g_stop) break;
@@ -99,12 +112,22 @@ int RunIngest(const IngestArgs& args) {
       // reopens (reconnects) the source and resumes the ring.
       if (frame == 0 && !args.restarted) return Fail(args.fd, more.status());
       if (more.status().code() != StatusCode::kCorruptData || ++bad_frames_in_a_row > 100) {
-        return kExitRestart;
+        ExitForRestart();
       }
       continue;
     }
     bad_frames_in_a_row = 0;
-    if (!*more) break;
+    if (!*more) {
+      // The end of a file ends the source; the end of a network stream (RTSP) means the
+      // connection dropped: exit so that the supervisor reconnects after its backoff.
+      if (live && !g_stop) {
+        std::fprintf(stderr,
+                     "zerodet pipeline: source %s: stream ended after %lld frames; reconnecting\n",
+                     config.name.c_str(), static_cast<long long>(frame));
+        ExitForRestart();
+      }
+      break;
+    }
     auto slot = (*writer)->BeginFrame();
     if (!slot.ok()) continue;  // no free slot: dropped and counted by the ring
     const Status written = (*source)->WriteRgb(*slot);

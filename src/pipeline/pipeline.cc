@@ -25,6 +25,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// A result line with 300 detections is about 30 KB.
+constexpr size_t kResultSlotBytes = 64 * 1024;
+// A restarted process that runs this long is considered recovered.
+constexpr auto kStableRun = std::chrono::seconds(30);
+
 enum class Kind { kIngest, kWorker };
 
 struct Child {
@@ -35,15 +40,18 @@ struct Child {
   int fd = -1;     // read end of its message pipe
   std::string buffer;
   bool in_flight = false;  // took a frame and has not delivered its result
-  int restarts = 0;
+  int restarts = 0;        // in a row: reset once a restarted process has run a while
+  int launches = 0;
+  Clock::time_point started{};
   bool done = false;               // exited for good
   Clock::time_point restart_at{};  // pid == -1 && !done: restart then
 };
 
 class Supervisor {
  public:
-  Supervisor(const PipelineConfig& config, const PipelineOptions& options, FILE* out)
-      : config_(config), options_(options), out_(out) {
+  Supervisor(const PipelineConfig& config, const PipelineOptions& options, FILE* out,
+             ring::RingWriter* results_ring)
+      : config_(config), options_(options), out_(out), results_ring_(results_ring) {
     prefix_ = options.ring_prefix.empty() ? "zp-" + std::to_string(::getpid()) + "-"
                                           : options.ring_prefix;
     for (const SourceConfig& s : config.sources) summary_.sources[s.name] = {};
@@ -142,6 +150,7 @@ class Supervisor {
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) return ErrnoError("pipe", errno);
     std::fflush(nullptr);
+    ++c.launches;  // before fork: the child reads it
     const pid_t pid = ::fork();
     if (pid < 0) {
       const int err = errno;
@@ -161,6 +170,7 @@ class Supervisor {
     if (c.fd >= 0) ::close(c.fd);
     c.fd = fds[0];
     c.pid = pid;
+    c.started = Clock::now();
     c.buffer.clear();
     c.in_flight = false;
     if (c.kind == Kind::kIngest && options_.observer.on_ingest_started) {
@@ -184,8 +194,8 @@ class Supervisor {
         }
       }
       // After a restart the workers are attached already.
-      args.attach_timeout_ms = c.restarts == 0 ? options_.attach_timeout_ms : 0;
-      args.restarted = c.restarts > 0;
+      args.attach_timeout_ms = c.launches == 1 ? options_.attach_timeout_ms : 0;
+      args.restarted = c.launches > 1;
       args.fd = fd;
       return detail::RunIngest(args);
     }
@@ -272,6 +282,7 @@ class Supervisor {
       const std::string_view json = line.substr(7);
       std::fwrite(json.data(), 1, json.size(), out_);
       std::fputc('\n', out_);
+      if (results_ring_ != nullptr) PublishResult(json);
       const std::string& model = config_.models[static_cast<size_t>(c.index)].name;
       ++summary_.models[model].results;
       if (options_.observer.on_result) {
@@ -287,6 +298,24 @@ class Supervisor {
         options_.observer.on_result(model, c.worker, c.pid, source, sequence);
       }
     }
+  }
+
+  // One result line per ring frame (kEncoded). Lines longer than a slot are left out of the
+  // ring (they still go to the output) and counted as drops.
+  void PublishResult(std::string_view json) {
+    auto slot = results_ring_->BeginFrame();
+    if (!slot.ok()) return;  // counted by the ring
+    if (json.size() > slot->size()) {
+      results_ring_->Abandon();
+      ++summary_.results_ring_oversized;
+      return;
+    }
+    std::memcpy(slot->data(), json.data(), json.size());
+    ring::FrameInfo info;
+    info.format = ring::FrameFormat::kEncoded;
+    info.payload_bytes = json.size();
+    info.timestamp_ns = 0;
+    (void)results_ring_->Publish(info);
   }
 
   Status ReapChildren(bool stopping) {
@@ -339,6 +368,9 @@ class Supervisor {
         }
         ++model.worker_restarts;
       }
+      // A process that ran a good while before stopping (a camera stream that dropped after
+      // an hour) starts a new series: backoff and max_restarts count failures in a row.
+      if (Clock::now() - c->started > kStableRun) c->restarts = 0;
       if (c->restarts >= config_.max_restarts) {
         return UnavailableError(Describe(*c) + " died " + std::to_string(c->restarts + 1) +
                                 " times (last: " + why + "); supervision.max_restarts is " +
@@ -364,6 +396,7 @@ class Supervisor {
   const PipelineConfig& config_;
   const PipelineOptions& options_;
   FILE* out_;
+  ring::RingWriter* results_ring_;
   std::string prefix_;
   std::vector<Child> children_;
   std::set<int> ready_;
@@ -386,7 +419,15 @@ Result<PipelineSummary> RunPipeline(const PipelineConfig& config, const Pipeline
     if (!file) return ErrnoError("cannot write results to " + config.results, errno);
     out = file.get();
   }
-  Supervisor supervisor(config, options, out);
+  std::unique_ptr<ring::RingWriter> results_ring;
+  if (!config.results_ring.empty()) {
+    ring::RingOptions ring_options;
+    ring_options.name = config.results_ring;
+    ring_options.slot_count = 64;
+    ring_options.slot_bytes = kResultSlotBytes;
+    ZD_ASSIGN_OR_RETURN(results_ring, ring::RingWriter::Open(ring_options));
+  }
+  Supervisor supervisor(config, options, out, results_ring.get());
   return supervisor.Run();
 }
 

@@ -50,6 +50,7 @@ models:
     sources: [dock]
 output:
   results: out/results.jsonl
+  results_ring: gate-results
 supervision:
   restart_backoff_ms: 50
   max_restarts: 3
@@ -81,6 +82,7 @@ supervision:
   EXPECT_EQ(v8.sources, (std::vector<std::string>{"gate", "dock", "cam"}));  // default: all
   EXPECT_EQ(config->models[1].sources, (std::vector<std::string>{"dock"}));
   EXPECT_EQ(config->results, "/cfg/out/results.jsonl");
+  EXPECT_EQ(config->results_ring, "gate-results");
   EXPECT_EQ(config->restart_backoff_ms, 50);
   EXPECT_EQ(config->max_restarts, 3);
 }
@@ -123,6 +125,7 @@ TEST(PipelineConfigTest, MistakesAreNamedWithTheirKey) {
               {"models[0].sources", "list"});
   ExpectError(source + model + "output: {results: ''}\n", {"output.results"});
   ExpectError(source + model + "output: {file: x}\n", {"output", "unknown key 'file'"});
+  ExpectError(source + model + "output: {results_ring: 'a/b'}\n", {"output.results_ring"});
   ExpectError(source + model + "supervision: {max_restarts: -1}\n", {"supervision.max_restarts"});
 }
 

@@ -70,9 +70,19 @@ bool HasDetection(const nlohmann::json& line, const std::string& name, double mi
 
 TEST_F(PipelineTest, EveryFrameIsDetectedOnceByOneWorkerOfTheGroup) {
   ASSERT_FALSE(clip_->empty()) << "ffmpeg could not make the test clip";
-  const PipelineConfig config = Config("group.jsonl");
+  PipelineConfig config = Config("group.jsonl");
+  config.results_ring = "zp-test-results-" + std::to_string(::getpid());
   std::set<pid_t> workers;
+  std::unique_ptr<ring::RingReader> consumer;  // a local consumer of the results ring
   PipelineOptions options;
+  options.observer.on_ingest_started = [&](const std::string&, pid_t) {
+    ring::ReaderOptions reader_options;
+    reader_options.ring_name = config.results_ring;
+    reader_options.mode = ring::ReaderMode::kBroadcast;
+    auto attached = ring::RingReader::Attach(reader_options);
+    ASSERT_TRUE(attached.ok()) << attached.status().ToString();
+    consumer = std::move(attached).value();
+  };
   options.observer.on_worker_started = [&](const std::string&, int, pid_t pid) {
     workers.insert(pid);
   };
@@ -101,6 +111,17 @@ TEST_F(PipelineTest, EveryFrameIsDetectedOnceByOneWorkerOfTheGroup) {
         << "frame " << line["sequence"] << " detected twice";
   }
   ASSERT_EQ(by_sequence.size(), frames);
+  // The results ring carried the same lines, in the order they were written.
+  ASSERT_NE(consumer, nullptr);
+  for (const auto& line : lines) {
+    auto lease = consumer->Read(std::chrono::milliseconds(0));
+    ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+    EXPECT_EQ(lease->info().format, ring::FrameFormat::kEncoded);
+    const std::span<const uint8_t> payload = lease->payload();
+    EXPECT_EQ(nlohmann::json::parse(payload.begin(), payload.end()), line);
+  }
+  EXPECT_EQ(consumer->Read(std::chrono::milliseconds(0)).status().code(),
+            StatusCode::kUnavailable);  // closed at the end of the run
   EXPECT_EQ(by_sequence.begin()->first, 1u);
   EXPECT_EQ(by_sequence.rbegin()->first, frames);
   // Photos in name order: bus, dog, eagle, giraffe, horses, kite, person, scream, zidane.

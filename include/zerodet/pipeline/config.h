@@ -19,6 +19,8 @@
 //       iou: 0.45
 //   output:
 //     results: "-"                 # JSON lines: "-" for stdout, or a file path
+//     results_ring: gate-results   # also publish each line into this ring (optional) for
+//                                  # local consumers: RingReader, FrameFormat::kEncoded
 //   supervision:
 //     restart_backoff_ms: 200
 //     max_restarts: 20             # per worker or ingest slot; then the pipeline fails
@@ -61,6 +63,7 @@ struct PipelineConfig {
   std::vector<SourceConfig> sources;
   std::vector<ModelConfig> models;
   std::string results = "-";
+  std::string results_ring;  // empty: none
   int restart_backoff_ms = 200;
   int max_restarts = 20;
 };

@@ -13,11 +13,17 @@
 // from then to publication in the ring, "queue" from publication to a worker taking it, "total"
 // from timestamp_ns to the result.
 //
+// With output.results_ring set, the supervisor also publishes each line (FrameFormat::kEncoded,
+// 64 KiB slots, newest 64 kept) into a ring of that name, for local consumers that attach with
+// RingReader (broadcast: every consumer sees every line). The ring closes when the run ends.
+//
 // Supervision: a worker that dies (crash, kill -9) is restarted after a backoff; the frame it
 // was working on is counted in frames_lost_in_flight, and the ring reclaims the slot it held.
 // A dead ingest (or one whose stream dropped) is restarted too, with exponential backoff: it
 // reopens its source (from the start, for a file) and resumes its ring, whose sequence numbers
-// continue. The ingest never waits for workers.
+// continue. A network stream (an rtsp:// URL) that ends or drops is reconnected that way; it
+// only ends on stop. Backoff and max_restarts count failures in a row: a process that ran 30 s
+// starts a new series. The ingest never waits for workers.
 //
 // RunPipeline forks; call it from a single-threaded process. Not reentrant.
 #pragma once
@@ -51,6 +57,7 @@ struct ModelSummary {
 struct PipelineSummary {
   std::map<std::string, SourceSummary> sources;
   std::map<std::string, ModelSummary> models;
+  uint64_t results_ring_oversized = 0;  // result lines too long for a results-ring slot
 };
 
 // Optional hooks into the supervisor (tests and tools); called on the supervisor's thread.
