@@ -16,7 +16,8 @@
 //
 // Then end to end (--e2e-iterations): a 1080p frame to yolov8n detections in the reader
 // process, through the JPEG file (read + decode + detect) and through the ring (detect on the
-// slot), and their ratio.
+// slot), and their ratio. Last (--memory-workers), the memory of N yolov8n workers when
+// frames are decoded once into a ring vs when every worker decodes for itself.
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -369,6 +370,7 @@ struct BenchArgs {
   int e2e_iterations = 10;
   int spin_us = 1000;
   int threads = 2;
+  int memory_workers = 4;
 };
 
 // 1080p frame -> detections in the reader process: read + decode a JPEG file on tmpfs and
@@ -405,6 +407,180 @@ Status RunEndToEnd(const Image& frame, const BenchArgs& args, const std::string&
   out["ring_ms"] = {
       {"p50", ring_p.p50_us / 1000}, {"p99", ring_p.p99_us / 1000}, {"samples", ring_p.samples}};
   out["speedup_p50"] = ring_p.p50_us > 0 ? file_p.p50_us / ring_p.p50_us : 0;
+  return Status::Ok();
+}
+
+// Memory of one process: peak resident set (VmHWM) and proportional set size (Pss: shared
+// pages, such as ring slots, divided among the processes that map them), in MiB.
+struct ProcessMemory {
+  double peak_rss_mib = 0;
+  double pss_mib = 0;
+};
+
+ProcessMemory ReadOwnMemory() {
+  ProcessMemory m;
+  auto field_kib = [](const char* path, const char* key) -> double {
+    FILE* f = std::fopen(path, "r");
+    if (f == nullptr) return 0;
+    char line[256];
+    double value = 0;
+    const size_t key_len = std::strlen(key);
+    while (std::fgets(line, sizeof(line), f) != nullptr) {
+      if (std::strncmp(line, key, key_len) == 0) {
+        value = std::strtod(line + key_len, nullptr);
+        break;
+      }
+    }
+    std::fclose(f);
+    return value;
+  };
+  m.peak_rss_mib = field_kib("/proc/self/status", "VmHWM:") / 1024.0;
+  m.pss_mib = field_kib("/proc/self/smaps_rollup", "Pss:") / 1024.0;
+  return m;
+}
+
+// N detector workers on `frames` 1080p frames (a JPEG on tmpfs stands for the camera stream):
+//   decode_once: this process decodes each frame once into a ring; the workers share it as a
+//                work group and detect on the slots.
+//   each_decodes: every worker reads and decodes each frame itself, then detects.
+// Reports the workers' summed peak RSS and PSS.
+Status RunMemory(const Image& frame, const BenchArgs& args, const std::string& tag,
+                 nlohmann::json& out) {
+  const int workers = args.memory_workers;
+  const int frames = workers * 2;
+  const std::string jpeg_path = "/dev/shm/zerodet-bench-mem-" + tag + ".jpg";
+  {
+    tjhandle tj = tjInitCompress();
+    unsigned char* jpeg = nullptr;
+    unsigned long jpeg_size = 0;
+    const int rc = tjCompress2(tj, frame.data(), frame.width(), static_cast<int>(frame.stride()),
+                               frame.height(), TJPF_RGB, &jpeg, &jpeg_size, TJSAMP_420, 90, 0);
+    tjDestroy(tj);
+    if (rc != 0) return InternalError("JPEG encode failed");
+    const int fd = ::open(jpeg_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    const bool ok = fd >= 0 && WriteAll(fd, jpeg, jpeg_size);
+    if (fd >= 0) ::close(fd);
+    tjFree(jpeg);
+    if (!ok) return ErrnoError("write " + jpeg_path, errno);
+  }
+  auto load = [&]() -> std::unique_ptr<Detector> {
+    DetectorOptions options;
+    options.backend.intra_op_threads = 1;
+    auto created = Detector::Create(args.model, options);
+    return created.ok() ? std::move(created).value() : nullptr;
+  };
+  // Runs `body` in `workers` children; each reports its memory on a shared pipe.
+  auto run_workers = [&](const std::function<bool(int)>& body,
+                         const std::function<Status()>& parent) -> Result<nlohmann::json> {
+    int fds[2];
+    if (::pipe(fds) != 0) return ErrnoError("pipe", errno);
+    std::fflush(nullptr);
+    std::vector<pid_t> pids;
+    for (int w = 0; w < workers; ++w) {
+      const pid_t pid = ::fork();
+      if (pid == 0) {
+        ::close(fds[0]);
+        const bool ok = body(w);
+        const ProcessMemory m = ReadOwnMemory();
+        WriteAll(fds[1], &m, sizeof(m));
+        ::_exit(ok ? 0 : 1);
+      }
+      pids.push_back(pid);
+    }
+    ::close(fds[1]);
+    const Status parent_status = parent();
+    double rss = 0, pss = 0;
+    for (int w = 0; w < workers; ++w) {
+      ProcessMemory m;
+      if (ReadAll(fds[0], &m, sizeof(m))) {
+        rss += m.peak_rss_mib;
+        pss += m.pss_mib;
+      }
+    }
+    ::close(fds[0]);
+    bool all_ok = true;
+    for (pid_t pid : pids) {
+      int status = 0;
+      ::waitpid(pid, &status, 0);
+      all_ok = all_ok && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    }
+    ZD_RETURN_IF_ERROR(parent_status);
+    if (!all_ok) return InternalError("a memory benchmark worker failed");
+    return nlohmann::json{{"workers_peak_rss_mib", rss}, {"workers_pss_mib", pss}};
+  };
+
+  // Decode once, into the ring.
+  const std::string ring_name = "bench-" + tag + "-mem";
+  ring::RingOptions options;
+  options.name = ring_name;
+  options.slot_count = workers + 2;
+  options.slot_bytes = frame.size_bytes();
+  options.policy = ring::OverflowPolicy::kDropNewest;
+  ZD_ASSIGN_OR_RETURN(auto writer, ring::RingWriter::Open(options));
+  auto ring_worker = [&](int) {
+    auto detector = load();
+    ring::ReaderOptions reader_options;
+    reader_options.ring_name = ring_name;
+    reader_options.group = "workers";
+    auto reader = ring::RingReader::Attach(reader_options);
+    if (!detector || !reader.ok()) return false;
+    for (;;) {
+      auto lease = (*reader)->Read(std::chrono::milliseconds(60000));
+      if (!lease.ok()) return lease.status().code() == StatusCode::kUnavailable;
+      if (!detector->Detect(lease->image()).ok()) return false;
+    }
+  };
+  auto feed_ring = [&]() -> Status {
+    // Bounded waits: a worker that failed (e.g. could not load the model) never attaches.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(2);
+    auto timed_out = [&] { return std::chrono::steady_clock::now() > deadline; };
+    while (writer->Stats().readers_attached < workers) {
+      if (timed_out()) return DeadlineExceededError("memory benchmark workers did not start");
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    for (int i = 0; i < frames; ++i) {
+      ZD_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, ReadFileBytes(jpeg_path));
+      ZD_ASSIGN_OR_RETURN(DecodedImage decoded, DecodeImage(bytes, jpeg_path));
+      // kDropNewest: when every slot waits for a worker, try again shortly (no frame is lost,
+      // so both variants detect the same frames).
+      for (;;) {
+        auto written = writer->WriteImage(decoded.image.view(), NowNs());
+        if (written.ok()) break;
+        if (written.status().code() != StatusCode::kResourceExhausted) return written.status();
+        if (timed_out()) return DeadlineExceededError("memory benchmark workers stopped reading");
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    }
+    return Status::Ok();
+  };
+  auto ring_ingest = [&]() -> Status {
+    const Status status = feed_ring();
+    writer.reset();  // clean close, also after an error: workers finish and exit
+    return status;
+  };
+  ZD_ASSIGN_OR_RETURN(nlohmann::json once, run_workers(ring_worker, ring_ingest));
+  once["ring_mib"] = static_cast<double>(options.slot_bytes * options.slot_count) / (1 << 20);
+
+  // Every worker decodes every frame it handles itself.
+  auto decoding_worker = [&](int) {
+    auto detector = load();
+    if (!detector) return false;
+    for (int i = 0; i < frames / workers; ++i) {
+      auto bytes = ReadFileBytes(jpeg_path);
+      if (!bytes.ok()) return false;
+      auto decoded = DecodeImage(*bytes, jpeg_path);
+      if (!decoded.ok() || !detector->Detect(decoded->image.view()).ok()) return false;
+    }
+    return true;
+  };
+  ZD_ASSIGN_OR_RETURN(nlohmann::json each,
+                      run_workers(decoding_worker, [] { return Status::Ok(); }));
+  ::unlink(jpeg_path.c_str());
+  out["workers"] = workers;
+  out["frames"] = frames;
+  out["frame"] = std::to_string(frame.width()) + "x" + std::to_string(frame.height());
+  out["decode_once"] = std::move(once);
+  out["each_worker_decodes"] = std::move(each);
   return Status::Ok();
 }
 
@@ -452,6 +628,10 @@ Status RunBench(const BenchArgs& args, nlohmann::json& out) {
     Image frame = TilePhoto(photo.image, 1920, 1080);
     ZD_RETURN_IF_ERROR(RunEndToEnd(frame, args, tag, out["end_to_end"]));
   }
+  if (args.memory_workers > 0) {
+    Image frame = TilePhoto(photo.image, 1920, 1080);
+    ZD_RETURN_IF_ERROR(RunMemory(frame, args, tag, out["memory"]));
+  }
   return Status::Ok();
 }
 
@@ -474,6 +654,9 @@ const CommandRegistrar kRegistrar("bench-ring", [](CLI::App& app, int& exit_code
   cmd->add_option("--e2e-iterations", args->e2e_iterations,
                   "Frames per path for the end-to-end comparison (0: skip it)")
       ->check(CLI::Range(0, 10000));
+  cmd->add_option("--memory-workers", args->memory_workers,
+                  "Workers for the decode-once vs each-decodes memory comparison (0: skip it)")
+      ->check(CLI::Range(0, 16));
   cmd->add_option("--threads", args->threads, "ONNX Runtime intra-op threads (end-to-end)")
       ->check(CLI::Range(1, 256));
   cmd->add_option("--spin-us", args->spin_us,
