@@ -203,7 +203,11 @@ Result<PipelineConfig> ParsePipelineConfig(std::string_view yaml, const fs::path
     config.models.push_back(std::move(model));
   }
   if (const YAML::Node output = root["output"]) {
-    ZD_RETURN_IF_ERROR(CheckKeys(output, {"results", "results_ring"}, "output", ctx));
+    ZD_RETURN_IF_ERROR(
+        CheckKeys(output, {"results", "results_ring", "annotated_dir"}, "output", ctx));
+    ZD_RETURN_IF_ERROR(Get(output, "annotated_dir", "output", ctx, config.annotated_dir));
+    if (!config.annotated_dir.empty())
+      config.annotated_dir = Resolve(config.annotated_dir, base_dir);
     ZD_RETURN_IF_ERROR(Get(output, "results", "output", ctx, config.results));
     ZD_RETURN_IF_ERROR(Get(output, "results_ring", "output", ctx, config.results_ring));
     if (!config.results_ring.empty()) {

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <set>
 #include <sstream>
@@ -209,6 +210,7 @@ class Supervisor {
         }
       }
     }
+    args.annotated_dir = config_.annotated_dir;
     args.fd = fd;
     return detail::RunWorker(args);
   }
@@ -412,6 +414,14 @@ Result<PipelineSummary> RunPipeline(const PipelineConfig& config, const Pipeline
   }
   // Rings of earlier runs whose processes all died (crash, kill -9) are removed first.
   (void)ring::RemoveStaleRings("zp-");
+  if (!config.annotated_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(config.annotated_dir, ec);
+    if (ec) {
+      return IoError("cannot create output.annotated_dir " + config.annotated_dir + ": " +
+                     ec.message());
+    }
+  }
   std::unique_ptr<FILE, int (*)(FILE*)> file(nullptr, std::fclose);
   FILE* out = stdout;
   if (config.results != "-") {

@@ -40,6 +40,7 @@ struct WorkerArgs {
   ModelConfig model;
   int worker = 0;
   std::vector<std::pair<std::string, std::string>> sources;  // (source name, ring name)
+  std::string annotated_dir;                                 // empty: no annotated JPEGs
   int fd = -1;
 };
 int RunWorker(const WorkerArgs& args);

@@ -6,11 +6,13 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "processes.h"
+#include "zerodet/codec/annotate.h"
 #include "zerodet/core/detection.h"
 #include "zerodet/infer/detector.h"
 #include "zerodet/ring/frame_ring.h"
@@ -141,6 +143,19 @@ int RunWorker(const WorkerArgs& args) {
       const ring::FrameInfo info = lease->info();
       SendLine(args.fd, "BEGIN " + std::to_string(i) + " " + std::to_string(info.sequence) + "\n");
       auto result = (*detector)->Detect(lease->image());
+      if (result.ok() && !args.annotated_dir.empty()) {
+        // Drawn from the slot while the lease still holds it.
+        char name[64];
+        std::snprintf(name, sizeof(name), "-%08llu.jpg",
+                      static_cast<unsigned long long>(info.sequence));
+        const std::filesystem::path path = std::filesystem::path(args.annotated_dir) /
+                                           (input.source + "-" + args.model.name + name);
+        const Status written = WriteAnnotatedJpeg(lease->image(), result->detections,
+                                                  (*detector)->spec().class_names, path);
+        if (!written.ok()) {
+          std::fprintf(stderr, "zerodet pipeline: %s\n", written.ToString().c_str());
+        }
+      }
       lease->Release();
       const nlohmann::json line = ResultJson(args, **detector, input, info, taken, result);
       SendLine(args.fd, "RESULT " + line.dump() + "\n");

@@ -51,6 +51,7 @@ models:
 output:
   results: out/results.jsonl
   results_ring: gate-results
+  annotated_dir: boxes
 supervision:
   restart_backoff_ms: 50
   max_restarts: 3
@@ -83,6 +84,7 @@ supervision:
   EXPECT_EQ(config->models[1].sources, (std::vector<std::string>{"dock"}));
   EXPECT_EQ(config->results, "/cfg/out/results.jsonl");
   EXPECT_EQ(config->results_ring, "gate-results");
+  EXPECT_EQ(config->annotated_dir, "/cfg/boxes");
   EXPECT_EQ(config->restart_backoff_ms, 50);
   EXPECT_EQ(config->max_restarts, 3);
 }

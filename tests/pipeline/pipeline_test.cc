@@ -12,6 +12,7 @@
 #include <set>
 
 #include "test_media.h"
+#include "zerodet/codec/decode.h"
 
 namespace zerodet::pipeline {
 namespace {
@@ -72,6 +73,7 @@ TEST_F(PipelineTest, EveryFrameIsDetectedOnceByOneWorkerOfTheGroup) {
   ASSERT_FALSE(clip_->empty()) << "ffmpeg could not make the test clip";
   PipelineConfig config = Config("group.jsonl");
   config.results_ring = "zp-test-results-" + std::to_string(::getpid());
+  config.annotated_dir = (*dir_ / "annotated").string();
   std::set<pid_t> workers;
   std::unique_ptr<ring::RingReader> consumer;  // a local consumer of the results ring
   PipelineOptions options;
@@ -122,6 +124,16 @@ TEST_F(PipelineTest, EveryFrameIsDetectedOnceByOneWorkerOfTheGroup) {
   }
   EXPECT_EQ(consumer->Read(std::chrono::milliseconds(0)).status().code(),
             StatusCode::kUnavailable);  // closed at the end of the run
+  // One annotated JPEG per frame, of the frame's size.
+  for (uint64_t sequence = 1; sequence <= frames; ++sequence) {
+    char name[64];
+    std::snprintf(name, sizeof(name), "clip-yolov8n-%08llu.jpg",
+                  static_cast<unsigned long long>(sequence));
+    auto annotated = DecodeImageFile(*dir_ / "annotated" / name);
+    ASSERT_TRUE(annotated.ok()) << annotated.status().ToString();
+    EXPECT_EQ(annotated->image.width(), 640);
+    EXPECT_EQ(annotated->image.height(), 480);
+  }
   EXPECT_EQ(by_sequence.begin()->first, 1u);
   EXPECT_EQ(by_sequence.rbegin()->first, frames);
   // Photos in name order: bus, dog, eagle, giraffe, horses, kite, person, scream, zidane.

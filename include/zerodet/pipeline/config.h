@@ -21,6 +21,8 @@
 //     results: "-"                 # JSON lines: "-" for stdout, or a file path
 //     results_ring: gate-results   # also publish each line into this ring (optional) for
 //                                  # local consumers: RingReader, FrameFormat::kEncoded
+//     annotated_dir: annotated     # also write <source>-<model>-<sequence>.jpg with the boxes
+//                                  # drawn (optional; costs an encode per frame)
 //   supervision:
 //     restart_backoff_ms: 200
 //     max_restarts: 20             # per worker or ingest slot; then the pipeline fails
@@ -63,7 +65,8 @@ struct PipelineConfig {
   std::vector<SourceConfig> sources;
   std::vector<ModelConfig> models;
   std::string results = "-";
-  std::string results_ring;  // empty: none
+  std::string results_ring;   // empty: none
+  std::string annotated_dir;  // empty: none
   int restart_backoff_ms = 200;
   int max_restarts = 20;
 };
