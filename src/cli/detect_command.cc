@@ -14,6 +14,7 @@
 
 #include "command_registry.h"
 #include "detect_common.h"
+#include "store_input.h"
 #include "zerodet/codec/annotate.h"
 
 namespace zerodet::cli {
@@ -28,6 +29,7 @@ struct DetectArgs {
   std::vector<std::string> inputs;
   std::string annotate_dir;
   int batch = 1;
+  StoreInputFlags store;
 };
 
 bool HasImageExtension(const fs::path& path) {
@@ -100,6 +102,19 @@ int RunDetect(const DetectArgs& args) {
     return 1;
   }
   Detector& detector = **created;
+  if (args.store.enabled()) {
+    if (!args.inputs.empty() || !args.annotate_dir.empty()) {
+      PrintError(kCommand, InvalidArgumentError(
+                               "--store reads every sample of --dataset; give no image files "
+                               "and no --annotate with it"));
+      return 1;
+    }
+    return DetectDataset(detector, args.store, kCommand);
+  }
+  if (args.inputs.empty()) {
+    PrintError(kCommand, InvalidArgumentError("give image files or directories, or --store"));
+    return 1;
+  }
   const DecodeOptions decode_options = args.detector.DecodeOptionsFor(detector);
   const std::vector<std::string>& names = detector.spec().class_names;
   if (!args.annotate_dir.empty()) {
@@ -181,8 +196,9 @@ const CommandRegistrar kRegistrar("detect", [](CLI::App& app, int& exit_code) {
   cmd->add_option("--batch", args->batch,
                   "Images per model run (one Run for all when the model's batch is dynamic)")
       ->capture_default_str();
-  cmd->add_option("inputs", args->inputs, "Image files and directories (.jpg, .jpeg, .png, .bmp)")
-      ->required();
+  args->store.AddTo(cmd);
+  cmd->add_option("inputs", args->inputs,
+                  "Image files and directories (.jpg, .jpeg, .png, .bmp); none with --store");
   cmd->callback([args, &exit_code] { exit_code = RunDetect(*args); });
 });
 

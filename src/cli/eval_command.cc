@@ -3,8 +3,10 @@
 // JSON object on stdout:
 //   {"map50_95": .., "map50": .., "map75": .., "images": N, "detections": D,
 //    "timing_ms": {"decode": .., "preprocess": .., "infer": .., "postprocess": ..}}
-// (timings are means per image). Images that cannot be read are reported on stderr and left out
-// of the evaluation; the exit code is then 1.
+// (timings are means per image). With --store PATH --dataset NAME the model inputs come from a
+// dataset `zerodet preload --as letterbox:SIZE COCO.json` put into a store, found by file_name.
+// Images that cannot be read are reported on stderr and left out of the evaluation; the exit code
+// is then 1.
 #include <unistd.h>
 
 #include <cstdio>
@@ -15,6 +17,7 @@
 
 #include "command_registry.h"
 #include "detect_common.h"
+#include "store_input.h"
 #include "zerodet/eval/coco_eval.h"
 
 namespace zerodet::cli {
@@ -28,6 +31,7 @@ struct EvalArgs {
   DetectorFlags detector;
   std::string annotations;
   std::string images_dir;
+  StoreInputFlags store;
 };
 
 // A progress bar on stderr: one line redrawn in place on a terminal, else a line per tenth.
@@ -66,7 +70,11 @@ int RunEval(const EvalArgs& args) {
     return 1;
   }
   std::error_code ec;
-  if (!fs::is_directory(args.images_dir, ec)) {
+  if (args.store.enabled() == !args.images_dir.empty()) {
+    PrintError(kCommand, InvalidArgumentError("give either --images DIR or --store and --dataset"));
+    return 1;
+  }
+  if (!args.store.enabled() && !fs::is_directory(args.images_dir, ec)) {
     PrintError(kCommand, NotFoundError("--images " + args.images_dir + ": not a directory"));
     return 1;
   }
@@ -84,6 +92,15 @@ int RunEval(const EvalArgs& args) {
     return 1;
   }
   const DecodeOptions decode_options = args.detector.DecodeOptionsFor(detector);
+  std::unique_ptr<store::DatasetReader> dataset;
+  if (args.store.enabled()) {
+    auto opened = args.store.Open(detector);
+    if (!opened.ok()) {
+      PrintError(kCommand, opened.status());
+      return 1;
+    }
+    dataset = std::move(opened).value();
+  }
 
   std::vector<CocoDetection> detections;
   CocoEvalParams params;
@@ -93,13 +110,24 @@ int RunEval(const EvalArgs& args) {
   progress.Update(0);
   for (size_t i = 0; i < gt->images.size(); ++i) {
     const auto& image = gt->images[i];
-    const fs::path path = fs::path(args.images_dir) / image.file_name;
-    auto file = DecodeFile(path, decode_options);
-    Result<DetectionResult> result =
-        file.ok() ? DetectDecoded(detector, *file) : Result<DetectionResult>(file.status());
+    Result<DetectionResult> result = NotFoundError("");
+    std::string source;
+    if (dataset) {
+      // Samples are found by the annotation's file_name, as the preloader named them.
+      source = args.store.dataset + ":" + image.file_name;
+      const size_t index = dataset->Find(image.file_name);
+      result = index < dataset->size()
+                   ? DetectStoredSample(detector, *dataset, index)
+                   : Result<DetectionResult>(NotFoundError("no such sample in the dataset"));
+    } else {
+      const fs::path path = fs::path(args.images_dir) / image.file_name;
+      source = path.string();
+      auto file = DecodeFile(path, decode_options);
+      result = file.ok() ? DetectDecoded(detector, *file) : Result<DetectionResult>(file.status());
+    }
     if (!result.ok()) {
       progress.Finish();
-      PrintError(kCommand, result.status().WithContext(path.string()));
+      PrintError(kCommand, result.status().WithContext(source));
       ++failures;
       continue;
     }
@@ -115,7 +143,8 @@ int RunEval(const EvalArgs& args) {
   if (params.image_ids.empty()) {
     PrintError(kCommand,
                NotFoundError("none of the " + std::to_string(gt->images.size()) + " images of " +
-                             args.annotations + " could be read from " + args.images_dir));
+                             args.annotations + " could be read from " +
+                             (dataset ? "--dataset " + args.store.dataset : args.images_dir)));
     return 1;
   }
 
@@ -145,8 +174,8 @@ const CommandRegistrar kRegistrar("eval", [](CLI::App& app, int& exit_code) {
       "eval", "COCO mAP@[.5:.95] and mAP@.5 of a model on COCO-annotated images (as pycocotools)");
   args->detector.AddTo(cmd);
   cmd->add_option("--coco", args->annotations, "COCO annotations (instances_*.json)")->required();
-  cmd->add_option("--images", args->images_dir, "Directory holding the annotated images")
-      ->required();
+  cmd->add_option("--images", args->images_dir, "Directory holding the annotated images");
+  args->store.AddTo(cmd);
   cmd->callback([args, &exit_code] { exit_code = RunEval(*args); });
 });
 

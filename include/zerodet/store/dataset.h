@@ -53,7 +53,7 @@ Status ParseSampleLayout(std::string_view text, SampleLayout* layout, int* lette
                          LetterboxStyle* style = nullptr);
 
 struct SampleInfo {
-  std::string name;             // file name relative to the dataset root
+  std::string name;             // see ListDatasetImages: relative path or COCO file_name
   std::filesystem::path path;   // source file, re-decoded on a miss
   ObjectId id;                  // the sample's object
   DType dtype = DType::kUInt8;  // kUInt8 (kRgb8) or kFloat32 (kLetterbox)
