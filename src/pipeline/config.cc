@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <set>
 
+#include "camera_frame.h"
 #include "zerodet/core/file.h"
 
 namespace zerodet::pipeline {
@@ -74,8 +75,10 @@ std::string Resolve(const std::string& path, const fs::path& base_dir) {
 
 Result<SourceConfig> ParseSource(const YAML::Node& node, const std::string& where,
                                  const fs::path& base_dir, const Context& ctx) {
-  ZD_RETURN_IF_ERROR(CheckKeys(
-      node, {"name", "type", "path", "fps", "loop", "ring_slots", "overflow"}, where, ctx));
+  ZD_RETURN_IF_ERROR(CheckKeys(node,
+                               {"name", "type", "path", "fps", "loop", "width", "height",
+                                "pixel_format", "ring_slots", "overflow"},
+                               where, ctx));
   SourceConfig source;
   ZD_RETURN_IF_ERROR(Get(node, "name", where, ctx, source.name));
   ZD_RETURN_IF_ERROR(ValidName(source.name, where + ".name", ctx));
@@ -85,8 +88,10 @@ Result<SourceConfig> ParseSource(const YAML::Node& node, const std::string& wher
     source.type = SourceType::kVideo;
   } else if (type == "images") {
     source.type = SourceType::kImageFolder;
+  } else if (type == "v4l2") {
+    source.type = SourceType::kV4l2;
   } else {
-    return ctx.Error(where + ".type", "'" + type + "' is not one of: video, images");
+    return ctx.Error(where + ".type", "'" + type + "' is not one of: video, images, v4l2");
   }
   ZD_RETURN_IF_ERROR(Get(node, "path", where, ctx, source.path));
   if (source.path.empty()) return ctx.Error(where + ".path", "is required");
@@ -99,6 +104,22 @@ Result<SourceConfig> ParseSource(const YAML::Node& node, const std::string& wher
     return ctx.Error(where + ".fps", "is required for an image folder (frames per second)");
   }
   ZD_RETURN_IF_ERROR(Get(node, "loop", where, ctx, source.loop));
+  ZD_RETURN_IF_ERROR(Get(node, "width", where, ctx, source.width));
+  ZD_RETURN_IF_ERROR(Get(node, "height", where, ctx, source.height));
+  ZD_RETURN_IF_ERROR(Get(node, "pixel_format", where, ctx, source.pixel_format));
+  if (source.type != SourceType::kV4l2 &&
+      (source.width != 0 || source.height != 0 || !source.pixel_format.empty())) {
+    return ctx.Error(where, "width, height and pixel_format apply to v4l2 sources only");
+  }
+  for (const auto& [key, value] : {std::pair{"width", source.width}, {"height", source.height}}) {
+    if (value < 0 || value > 16384) {
+      return ctx.Error(where + "." + key, std::to_string(value) + " is outside 0..16384");
+    }
+  }
+  if (!source.pixel_format.empty()) {
+    auto fourcc = detail::ParseFourCc(source.pixel_format);
+    if (!fourcc.ok()) return ctx.Error(where + ".pixel_format", fourcc.status().message());
+  }
   ZD_RETURN_IF_ERROR(Get(node, "ring_slots", where, ctx, source.ring_slots));
   if (source.ring_slots < 2 || source.ring_slots > 256) {
     return ctx.Error(where + ".ring_slots",

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "camera_frame.h"
 #include "processes.h"
 #include "zerodet/pipeline/source.h"
 #include "zerodet/ring/frame_ring.h"
@@ -60,6 +61,30 @@ void SendLine(int fd, const std::string& line) {
   }
 }
 
+namespace {
+
+Result<std::unique_ptr<FrameSource>> OpenSource(const SourceConfig& config) {
+  switch (config.type) {
+    case SourceType::kVideo:
+      return OpenVideoSource(config.path, config.loop);
+    case SourceType::kImageFolder:
+      return OpenImageFolderSource(config.path, config.loop);
+    case SourceType::kV4l2: {
+      CameraOptions camera;
+      camera.width = config.width;
+      camera.height = config.height;
+      camera.fps = config.fps;
+      if (!config.pixel_format.empty()) {
+        ZD_ASSIGN_OR_RETURN(camera.pixel_format, ParseFourCc(config.pixel_format));
+      }
+      return OpenV4l2Source(config.path, camera);
+    }
+  }
+  return InternalError("unknown source type");
+}
+
+}  // namespace
+
 int RunIngest(const IngestArgs& args) {
   struct sigaction action = {};
   action.sa_handler = OnTerminate;
@@ -67,8 +92,7 @@ int RunIngest(const IngestArgs& args) {
   ::sigaction(SIGINT, &action, nullptr);
 
   const SourceConfig& config = args.source;
-  auto source = config.type == SourceType::kVideo ? OpenVideoSource(config.path, config.loop)
-                                                  : OpenImageFolderSource(config.path, config.loop);
+  auto source = OpenSource(config);
   if (!source.ok()) {
     // After a restart (a dropped stream), failing to reopen means "try again later".
     if (args.restarted) {
@@ -93,11 +117,15 @@ int RunIngest(const IngestArgs& args) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
 
-  const double fps = config.fps > 0 ? config.fps : (*source)->native_fps();
+  // A camera paces itself (its fps went to the device); files and folders are paced here.
+  const double fps = config.type == SourceType::kV4l2 ? 0
+                     : config.fps > 0                 ? config.fps
+                                                      : (*source)->native_fps();
   const int64_t interval_ns = fps > 0 ? static_cast<int64_t>(1e9 / fps) : 0;
   const int64_t start = NowNs();
   int bad_frames_in_a_row = 0;
-  const bool live = config.path.find("://") != std::string::npos;
+  const bool live =
+      config.type == SourceType::kV4l2 || config.path.find("://") != std::string::npos;
   for (int64_t frame = 0; !g_stop; ++frame) {
     if (interval_ns > 0) SleepUntil(start + frame * interval_ns);
     if (g_stop) break;

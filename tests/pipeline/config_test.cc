@@ -147,11 +147,58 @@ TEST(PipelineConfigTest, LoadsAFileAndResolvesAgainstItsFolder) {
   std::filesystem::remove_all(dir);
 }
 
-TEST(PipelineConfigTest, TheExampleConfigParses) {
-  auto config = LoadPipelineConfig(ZERODET_SOURCE_DIR "/examples/pipeline/video.yaml");
+TEST(PipelineConfigTest, TheExampleConfigsParse) {
+  for (const char* name : {"video.yaml", "camera.yaml"}) {
+    auto config = LoadPipelineConfig(std::string(ZERODET_SOURCE_DIR "/examples/pipeline/") + name);
+    ASSERT_TRUE(config.ok()) << config.status().ToString();
+    EXPECT_FALSE(config->sources.empty()) << name;
+    EXPECT_FALSE(config->models.empty()) << name;
+  }
+}
+
+TEST(PipelineConfigTest, V4l2CameraSources) {
+  auto config = Parse(R"(
+sources:
+  - name: line1
+    type: v4l2
+    path: /dev/video0
+    width: 1280
+    height: 720
+    fps: 30
+    pixel_format: MJPG
+models:
+  - name: m
+    path: m.onnx
+)");
   ASSERT_TRUE(config.ok()) << config.status().ToString();
-  EXPECT_FALSE(config->sources.empty());
-  EXPECT_FALSE(config->models.empty());
+  const SourceConfig& camera = config->sources[0];
+  EXPECT_EQ(camera.type, SourceType::kV4l2);
+  EXPECT_EQ(camera.path, "/dev/video0");
+  EXPECT_EQ(camera.width, 1280);
+  EXPECT_EQ(camera.height, 720);
+  EXPECT_EQ(camera.fps, 30);
+  EXPECT_EQ(camera.pixel_format, "MJPG");
+
+  ExpectError(R"(
+sources: [{name: c, type: v4l2, path: /dev/video0, pixel_format: NV12}]
+models: [{name: m, path: m.onnx}]
+)",
+              {"sources[0].pixel_format", "NV12", "YUYV"});
+  ExpectError(R"(
+sources: [{name: c, type: v4l2, path: /dev/video0, width: -5}]
+models: [{name: m, path: m.onnx}]
+)",
+              {"sources[0].width", "-5"});
+  ExpectError(R"(
+sources: [{name: c, path: clip.mp4, width: 640}]
+models: [{name: m, path: m.onnx}]
+)",
+              {"v4l2 sources only"});
+  ExpectError(R"(
+sources: [{name: c, type: camera, path: /dev/video0}]
+models: [{name: m, path: m.onnx}]
+)",
+              {"'camera'", "v4l2"});
 }
 
 }  // namespace

@@ -4,8 +4,14 @@
 //   sources:
 //     - name: gate                 # [A-Za-z0-9_.-], unique
 //       type: video                # video (file or URL libavformat opens) | images (a folder)
+//                                  # | v4l2 (a camera device such as /dev/video0)
 //       path: clip.mp4             # relative paths are relative to the YAML file
-//       fps: 4                     # pacing; video: default the stream's rate; images: required
+//       fps: 4                     # pacing; video: default the stream's rate; images: required;
+//                                  # v4l2: the rate asked of the camera, which paces itself
+//       width: 1280                # v4l2 only: frame size asked of the camera (it may round)
+//       height: 720
+//       pixel_format: YUYV         # v4l2 only: RGB3 BGR3 YUYV UYVY GREY MJPG JPEG (default:
+//                                  # the first of those the camera offers)
 //       loop: false                # start over at the end instead of finishing
 //       ring_slots: 8              # frames the ring holds
 //       overflow: overwrite_oldest # or drop_newest (the ingest never waits for workers)
@@ -39,7 +45,7 @@
 
 namespace zerodet::pipeline {
 
-enum class SourceType { kVideo, kImageFolder };
+enum class SourceType { kVideo, kImageFolder, kV4l2 };
 
 struct SourceConfig {
   std::string name;
@@ -47,6 +53,9 @@ struct SourceConfig {
   std::string path;  // file, folder or URL; already resolved against the config's folder
   double fps = 0;    // 0: the stream's own rate (video only)
   bool loop = false;
+  int width = 0;  // v4l2: requested frame size, 0 = the camera's current
+  int height = 0;
+  std::string pixel_format;  // v4l2: a fourcc such as "YUYV", empty = automatic
   int ring_slots = 8;
   ring::OverflowPolicy overflow = ring::OverflowPolicy::kOverwriteOldest;
 };

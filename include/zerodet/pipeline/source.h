@@ -1,5 +1,5 @@
 // Frame sources of the pipeline's ingest processes: a video file or stream (FFmpeg's
-// libavformat/libavcodec) and a folder of images replayed in name order.
+// libavformat/libavcodec), a V4L2 camera, and a folder of images replayed in name order.
 //
 // A source decodes one frame at a time (Advance) and then writes it as RGB8 straight into
 // memory the caller gives (WriteRgb): in the pipeline, a claimed ring slot, so the frame is
@@ -45,6 +45,25 @@ class FrameSource {
 // Errors: kNotFound (no such file), kInvalidArgument (no video stream), kIoError / kCorruptData
 // with FFmpeg's message and the path.
 Result<std::unique_ptr<FrameSource>> OpenVideoSource(const std::string& path, bool loop);
+
+struct CameraOptions {
+  int width = 0;              // requested frame size; 0 keeps the device's current one. The
+  int height = 0;             // driver may round it: the source reports what it delivers.
+  double fps = 0;             // requested rate (VIDIOC_S_PARM, best effort); 0: the device's
+  uint32_t pixel_format = 0;  // a V4L2 fourcc (see src/pipeline/camera_frame.h); 0: the first
+                              // of RGB3, BGR3, YUYV, UYVY, MJPG, JPEG, GREY the device offers
+  int buffers = 4;            // driver buffers mapped into this process, 2..32
+  int timeout_ms = 2000;      // Advance() fails with kUnavailable after this long without a frame
+};
+
+// Opens a V4L2 capture device (e.g. /dev/video0) with memory-mapped driver buffers; each frame
+// is converted from the driver's buffer straight into WriteRgb's memory. Advance() blocks until
+// the device delivers the next frame. Errors: kNotFound (no such device), kPermissionDenied,
+// kInvalidArgument (not a V4L2 capture device, no supported pixel format, bad options),
+// kUnavailable (busy), kIoError; in Advance, kUnavailable on timeout and kIoError when the
+// device goes away (unplugged).
+Result<std::unique_ptr<FrameSource>> OpenV4l2Source(const std::string& device,
+                                                    const CameraOptions& options);
 
 // Replays the JPEG/PNG/BMP files of `folder` in name order. Headers are read up front to size
 // the slots. Errors: kNotFound (no folder), kInvalidArgument (no images in it), kCorruptData
