@@ -3,7 +3,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <thread>
@@ -28,7 +30,7 @@ int64_t NowNs() {
 }
 
 int Fail(int fd, const Status& status) {
-  SendLine(fd, "ERROR " + status.ToString() + "\n");
+  SendLine(fd, ErrorLine(status));
   return kExitFatal;
 }
 
@@ -59,6 +61,22 @@ void SendLine(int fd, const std::string& line) {
     if (n <= 0) return;  // the supervisor is gone; nothing left to tell
     done += static_cast<size_t>(n);
   }
+}
+
+std::string ErrorLine(const Status& status) {
+  std::string message = status.message();
+  std::replace(message.begin(), message.end(), '\n', ' ');  // one line per message
+  return "ERROR " + std::to_string(static_cast<int>(status.code())) + " " + message + "\n";
+}
+
+Status ParseErrorLine(std::string_view text) {
+  int code = 0;
+  const auto [rest, ec] = std::from_chars(text.data(), text.data() + text.size(), code);
+  if (ec != std::errc() || code <= 0 || code > static_cast<int>(StatusCode::kInternal) ||
+      rest == text.data() + text.size()) {
+    return InternalError("malformed error from a child process: " + std::string(text));
+  }
+  return Status(static_cast<StatusCode>(code), std::string(rest + 1, text.data() + text.size()));
 }
 
 namespace {

@@ -270,7 +270,7 @@ class Supervisor {
   void HandleLine(Child& c, std::string_view line) {
     auto starts = [&](std::string_view word) { return line.substr(0, word.size()) == word; };
     if (starts("ERROR ")) {
-      if (fatal_.ok()) fatal_ = UnavailableError(std::string(line.substr(6)));
+      if (fatal_.ok()) fatal_ = detail::ParseErrorLine(line.substr(6));
     } else if (starts("READY")) {
       ready_.insert(c.index);
     } else if (starts("STATS ")) {

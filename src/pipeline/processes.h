@@ -2,14 +2,16 @@
 // Each runs in a forked child and returns its exit code. They talk to the supervisor through
 // a pipe, one line per message, each written with a single write():
 //   ingest -> supervisor:  "READY\n" once the ring exists, "STATS <published> <dropped>
-//                          <overwritten>\n" before a clean exit, "ERROR <message>\n" before
-//                          exiting with kExitFatal.
+//                          <overwritten>\n" before a clean exit, "ERROR <code> <message>\n"
+//                          before exiting with kExitFatal.
 //   worker -> supervisor:  "BEGIN <source index> <sequence>\n" when it takes a frame,
-//                          "RESULT <json>\n" when done with it, "ERROR <message>\n" before
-//                          exiting with kExitFatal.
+//                          "RESULT <json>\n" when done with it, "ERROR <code> <message>\n"
+//                          before exiting with kExitFatal.
+// <code> is the StatusCode's number, so the supervisor reports the child's own error code.
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -25,6 +27,10 @@ inline constexpr int kExitRestart = 4;
 // Writes one message line with a single write() (atomic on a pipe up to PIPE_BUF; longer
 // result lines are fine too since each worker has its own pipe).
 void SendLine(int fd, const std::string& line);
+
+// The "ERROR ..." line for `status` (not OK), and the status back from the text after "ERROR ".
+std::string ErrorLine(const Status& status);
+Status ParseErrorLine(std::string_view text);
 
 struct IngestArgs {
   SourceConfig source;

@@ -89,8 +89,7 @@ int RunWorker(const WorkerArgs& args) {
   options.params.iou_threshold = args.model.iou;
   auto detector = Detector::Create(args.model.path, options);
   if (!detector.ok()) {
-    SendLine(args.fd,
-             "ERROR model " + args.model.name + ": " + detector.status().ToString() + "\n");
+    SendLine(args.fd, ErrorLine(detector.status().WithContext("model " + args.model.name)));
     return kExitFatal;
   }
 
@@ -105,7 +104,7 @@ int RunWorker(const WorkerArgs& args) {
     if (reader.ok()) {
       input.reader = std::move(reader).value();
     } else if (reader.status().code() != StatusCode::kNotFound) {  // not found: already ended
-      SendLine(args.fd, "ERROR source " + source + ": " + reader.status().ToString() + "\n");
+      SendLine(args.fd, ErrorLine(reader.status().WithContext("source " + source)));
       return kExitFatal;
     }
     inputs.push_back(std::move(input));

@@ -260,11 +260,24 @@ TEST_F(PipelineTest, AnUnopenableSourceOrModelFailsWithItsName) {
   ASSERT_FALSE(no_source.ok());
   EXPECT_NE(no_source.status().message().find("no-such-clip.mp4"), std::string::npos)
       << no_source.status().ToString();
+  // The ingest's own error code reaches the caller, not a generic one.
+  EXPECT_EQ(no_source.status().code(), StatusCode::kNotFound) << no_source.status().ToString();
+
+  config = Config("bad.jsonl");
+  config.sources[0].type = SourceType::kV4l2;
+  config.sources[0].path = "/dev/zerodet-no-such-camera";
+  auto no_camera = RunPipeline(config);
+  ASSERT_FALSE(no_camera.ok());
+  EXPECT_EQ(no_camera.status().code(), StatusCode::kNotFound) << no_camera.status().ToString();
+  EXPECT_NE(no_camera.status().message().find("source clip: camera /dev/zerodet-no-such-camera"),
+            std::string::npos)
+      << no_camera.status().ToString();
 
   config = Config("bad.jsonl");
   config.models[0].path = (*dir_ / "no-such-model.onnx").string();
   auto no_model = RunPipeline(config);
   ASSERT_FALSE(no_model.ok());
+  EXPECT_EQ(no_model.status().code(), StatusCode::kNotFound) << no_model.status().ToString();
   EXPECT_NE(no_model.status().message().find("no-such-model.onnx"), std::string::npos)
       << no_model.status().ToString();
 
