@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "command_registry.h"
+#include "latency_summary.h"
 #include "zerodet/codec/decode.h"
 #include "zerodet/core/file.h"
 #include "zerodet/core/image.h"
@@ -93,29 +94,6 @@ struct Channel {
     }
   }
 };
-
-struct Percentiles {
-  double p50_us = 0;
-  double p99_us = 0;
-  double max_us = 0;
-  size_t samples = 0;
-};
-
-Percentiles Summarize(std::vector<int64_t> ns) {
-  Percentiles p;
-  if (ns.empty()) return p;
-  std::sort(ns.begin(), ns.end());
-  auto at = [&](double q) {
-    const size_t i =
-        std::min(ns.size() - 1, static_cast<size_t>(q * static_cast<double>(ns.size())));
-    return static_cast<double>(ns[i]) / 1000.0;
-  };
-  p.p50_us = at(0.50);
-  p.p99_us = at(0.99);
-  p.max_us = static_cast<double>(ns.back()) / 1000.0;
-  p.samples = ns.size();
-  return p;
-}
 
 // Runs `reader` in a forked child that sends back its latencies (count, then values) on the
 // channel; `writer` runs here. Returns the latencies or an error.
@@ -357,10 +335,6 @@ Image TilePhoto(const Image& photo, int width, int height) {
   return frame;
 }
 
-nlohmann::json ToJson(const Percentiles& p) {
-  return {{"p50_us", p.p50_us}, {"p99_us", p.p99_us}, {"max_us", p.max_us}, {"samples", p.samples}};
-}
-
 struct BenchArgs {
   std::string image = "../shared/images/bus.jpg";
   std::string model = "../shared/models/yolov8n.onnx";
@@ -397,8 +371,8 @@ Status RunEndToEnd(const Image& frame, const BenchArgs& args, const std::string&
   ZD_ASSIGN_OR_RETURN(
       auto file, BenchTmpfsJpeg(frame, settings, "/dev/shm/zerodet-bench-e2e-" + tag + ".jpg"));
   ZD_ASSIGN_OR_RETURN(auto ring, BenchRing(frame, settings, "bench-" + tag + "-e2e"));
-  const Percentiles file_p = Summarize(std::move(file));
-  const Percentiles ring_p = Summarize(std::move(ring));
+  const LatencySummary file_p = SummarizeNs(std::move(file));
+  const LatencySummary ring_p = SummarizeNs(std::move(ring));
   out["model"] = args.model;
   out["frame"] = std::to_string(frame.width()) + "x" + std::to_string(frame.height());
   out["intra_op_threads"] = args.threads;
@@ -606,21 +580,21 @@ Status RunBench(const BenchArgs& args, nlohmann::json& out) {
     settings.iterations = args.ring_iterations;
     ZD_ASSIGN_OR_RETURN(auto ring_futex,
                         BenchRing(frame, settings, "bench-" + tag + "-" + size.name));
-    entry["ring_futex"] = ToJson(Summarize(std::move(ring_futex)));
+    entry["ring_futex"] = ToJson(SummarizeNs(std::move(ring_futex)));
     if (args.spin_us > 0) {
       settings.spin = std::chrono::microseconds(args.spin_us);
       ZD_ASSIGN_OR_RETURN(auto ring_spin,
                           BenchRing(frame, settings, "bench-" + tag + "-spin-" + size.name));
-      entry["ring_spin"] = ToJson(Summarize(std::move(ring_spin)));
+      entry["ring_spin"] = ToJson(SummarizeNs(std::move(ring_spin)));
       settings.spin = std::chrono::microseconds(0);
     }
     settings.iterations = args.socket_iterations;
     ZD_ASSIGN_OR_RETURN(auto socket, BenchUnixSocket(frame, settings));
-    entry["unix_socket"] = ToJson(Summarize(std::move(socket)));
+    entry["unix_socket"] = ToJson(SummarizeNs(std::move(socket)));
     settings.iterations = args.jpeg_iterations;
     ZD_ASSIGN_OR_RETURN(auto jpeg,
                         BenchTmpfsJpeg(frame, settings, "/dev/shm/zerodet-bench-" + tag + ".jpg"));
-    entry["tmpfs_jpeg"] = ToJson(Summarize(std::move(jpeg)));
+    entry["tmpfs_jpeg"] = ToJson(SummarizeNs(std::move(jpeg)));
     results.push_back(std::move(entry));
   }
   out["handoff"] = std::move(results);

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "command_registry.h"
+#include "latency_summary.h"
 #include "zerodet/codec/decode.h"
 #include "zerodet/codec/letterbox.h"
 #include "zerodet/core/file.h"
@@ -50,19 +51,6 @@ struct BenchStoreArgs {
 
 double NsSince(Clock::time_point start) {
   return std::chrono::duration<double, std::nano>(Clock::now() - start).count();
-}
-
-nlohmann::json Summary(std::vector<double> ns) {
-  std::sort(ns.begin(), ns.end());
-  auto at = [&](double q) {
-    return ns[std::min(ns.size() - 1, static_cast<size_t>(q * ns.size()))];
-  };
-  double sum = 0;
-  for (double v : ns) sum += v;
-  return {{"samples", ns.size()},
-          {"p50_us", at(0.50) / 1e3},
-          {"p99_us", at(0.99) / 1e3},
-          {"mean_us", sum / ns.size() / 1e3}};
 }
 
 // The store in a child process, started before this process creates any thread.
@@ -265,7 +253,8 @@ int RunBenchStore(const BenchStoreArgs& args) {
   }
   cleanup();
 
-  nlohmann::json a = Summary(file_ns), b = Summary(socket_ns), c = Summary(fast_ns);
+  nlohmann::json a = ToJson(SummarizeNs(file_ns)), b = ToJson(SummarizeNs(socket_ns)),
+                 c = ToJson(SummarizeNs(fast_ns));
   nlohmann::json out = {
       {"benchmark", "store"},
       {"source", args.source},
