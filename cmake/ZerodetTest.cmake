@@ -5,7 +5,8 @@
 function(zerodet_add_test name)
   cmake_parse_arguments(ARG "" "" "SOURCES;LIBS;LABELS" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
-  target_link_libraries(${name} PRIVATE ${ARG_LIBS} GTest::gtest GTest::gtest_main GTest::gmock)
+  target_link_libraries(${name} PRIVATE ${ARG_LIBS} zerodet_test_support GTest::gtest
+                        GTest::gtest_main GTest::gmock)
   target_compile_definitions(${name} PRIVATE
     ZERODET_SHARED_DIR="${ZERODET_SHARED_DIR}"
     ZERODET_SOURCE_DIR="${PROJECT_SOURCE_DIR}"

@@ -131,7 +131,7 @@ int RunBenchDetect(const BenchDetectArgs& args) {
   return 0;
 }
 
-const CommandRegistrar kRegistrar("bench detect", [](CLI::App& app, int& exit_code) {
+const CommandRegistrar kRegistrar("bench detect", [](CLI::App& app) {
   auto args = std::make_shared<BenchDetectArgs>();
   auto* cmd = BenchGroup(app)->add_subcommand(
       "detect", "Bare model Run vs. the full detect path on one image; overhead ratio");
@@ -140,7 +140,7 @@ const CommandRegistrar kRegistrar("bench detect", [](CLI::App& app, int& exit_co
   cmd->add_option("--iterations", args->iterations, "Timed iterations of each loop")
       ->capture_default_str();
   cmd->add_option("--warmup", args->warmup, "Untimed iterations first")->capture_default_str();
-  cmd->callback([args, &exit_code] { exit_code = RunBenchDetect(*args); });
+  SetRun(cmd, [args] { return ExitCodeStatus(RunBenchDetect(*args)); });
 });
 
 }  // namespace

@@ -50,6 +50,10 @@
 namespace zerodet::cli {
 namespace {
 
+using bench::LatencySummary;
+using bench::SummarizeNs;
+using bench::ToJson;
+
 int64_t NowNs() {
   timespec ts;
   ::clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -609,7 +613,7 @@ Status RunBench(const BenchArgs& args, nlohmann::json& out) {
   return Status::Ok();
 }
 
-const CommandRegistrar kRegistrar("bench-ring", [](CLI::App& app, int& exit_code) {
+const CommandRegistrar kRegistrar("bench-ring", [](CLI::App& app) {
   CLI::App* cmd = BenchGroup(app)->add_subcommand(
       "ring", "Frame handoff latency between processes: ring vs Unix socket vs JPEG on tmpfs");
   auto args = std::make_shared<BenchArgs>();
@@ -636,16 +640,11 @@ const CommandRegistrar kRegistrar("bench-ring", [](CLI::App& app, int& exit_code
   cmd->add_option("--spin-us", args->spin_us,
                   "Also run the ring with readers spinning this long before sleeping (0: skip)")
       ->check(CLI::Range(0, 1000000));
-  cmd->callback([args, &exit_code] {
+  SetRun(cmd, [args] {
     nlohmann::json out;
-    const Status status = RunBench(*args, out);
-    if (!status.ok()) {
-      std::fprintf(stderr, "zerodet bench ring: %s\n", status.ToString().c_str());
-      exit_code = 1;
-      return;
-    }
+    ZD_RETURN_IF_ERROR(RunBench(*args, out));
     std::printf("%s\n", out.dump(2).c_str());
-    exit_code = 0;
+    return Status::Ok();
   });
 });
 

@@ -36,6 +36,10 @@
 namespace zerodet::cli {
 namespace {
 
+using bench::LatencySummary;
+using bench::SummarizeNs;
+using bench::ToJson;
+
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
@@ -275,7 +279,7 @@ int RunBenchStore(const BenchStoreArgs& args) {
   return 0;
 }
 
-const CommandRegistrar kRegistrar("bench-store", [](CLI::App& app, int& exit_code) {
+const CommandRegistrar kRegistrar("bench-store", [](CLI::App& app) {
   auto args = std::make_shared<BenchStoreArgs>();
   auto* cmd = BenchGroup(app)->add_subcommand(
       "store", "Per-sample load time: file+decode+letterbox vs store socket get vs fast get");
@@ -290,7 +294,7 @@ const CommandRegistrar kRegistrar("bench-store", [](CLI::App& app, int& exit_cod
   cmd->add_option("--reader-seconds", args->reader_seconds,
                   "Duration of each reader-process throughput run")
       ->check(CLI::Range(0.05, 60.0));
-  cmd->callback([args, &exit_code] { exit_code = RunBenchStore(*args); });
+  SetRun(cmd, [args] { return ExitCodeStatus(RunBenchStore(*args)); });
 });
 
 }  // namespace

@@ -4,18 +4,25 @@
 // main() adds every registered command to the CLI11 app. Components add commands without
 // editing a central list. Registration happens during static initialization of the executable
 // (single-threaded); the registry is read-only afterwards.
+//
+// A command is flag wiring around one body: a function returning Status. main() prints a failed
+// body's status as one line, "zerodet <command>: <message>", and exits with 1 (2 for usage
+// errors, which CLI11 reports). Errors about single items that do not stop the command (one
+// unreadable image among many) are printed with ReportError as they happen.
 #pragma once
 
 #include <CLI/CLI.hpp>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "zerodet/core/status.h"
 
 namespace zerodet::cli {
 
-// Adds the subcommand to `app`. The callback installed on the subcommand sets the process exit
-// code through `exit_code`: 0 on success, non-zero after printing a one-line error to stderr.
-using CommandSetup = std::function<void(CLI::App& app, int& exit_code)>;
+// Adds the subcommand to `app` and installs its body with SetRun.
+using CommandSetup = std::function<void(CLI::App& app)>;
 
 struct RegisteredCommand {
   std::string name;  // for ordering only; the setup function names the subcommand itself
@@ -30,6 +37,24 @@ struct CommandRegistrar {
     CommandRegistry().push_back({std::move(name), std::move(setup)});
   }
 };
+
+// Installs `body` as what `cmd` runs once its flags are parsed. A non-OK status (or an
+// exception escaping the body, reported as kInternal) becomes the process's one-line error
+// and exit code 1.
+void SetRun(CLI::App* cmd, std::function<Status()> body);
+
+// "detect", "bench detect": the command path of `cmd` below the root app.
+std::string CommandPath(const CLI::App* cmd);
+
+// TRANSITIONAL (removed once every command returns its error): a body that printed its own
+// errors and computed an exit code; non-zero exits 1 without printing again.
+inline Status ExitCodeStatus(int exit_code) {
+  return exit_code == 0 ? Status() : Status(StatusCode::kInternal, "");
+}
+
+// Prints "zerodet <command>: <status>" as one line on stderr (line breaks in the message, as
+// ONNX Runtime writes some, become spaces).
+void ReportError(std::string_view command, const Status& status);
 
 // The `bench` group: returns `app`'s "bench" subcommand, creating it on first use, so each
 // component adds `zerodet bench <what>` from its own file (bench_<what>_command.cc).

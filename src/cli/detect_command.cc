@@ -186,7 +186,7 @@ int RunDetect(const DetectArgs& args) {
   return failures == 0 ? 0 : 1;
 }
 
-const CommandRegistrar kRegistrar("detect", [](CLI::App& app, int& exit_code) {
+const CommandRegistrar kRegistrar("detect", [](CLI::App& app) {
   auto args = std::make_shared<DetectArgs>();
   auto* cmd = app.add_subcommand(
       "detect", "Detect objects in images; prints one JSON object per image on stdout");
@@ -199,7 +199,7 @@ const CommandRegistrar kRegistrar("detect", [](CLI::App& app, int& exit_code) {
   args->store.AddTo(cmd);
   cmd->add_option("inputs", args->inputs,
                   "Image files and directories (.jpg, .jpeg, .png, .bmp); none with --store");
-  cmd->callback([args, &exit_code] { exit_code = RunDetect(*args); });
+  SetRun(cmd, [args] { return ExitCodeStatus(RunDetect(*args)); });
 });
 
 }  // namespace

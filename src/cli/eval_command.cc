@@ -165,7 +165,7 @@ int RunEval(const EvalArgs& args) {
   return failures == 0 ? 0 : 1;
 }
 
-const CommandRegistrar kRegistrar("eval", [](CLI::App& app, int& exit_code) {
+const CommandRegistrar kRegistrar("eval", [](CLI::App& app) {
   auto args = std::make_shared<EvalArgs>();
   // mAP is measured over the whole precision-recall curve: keep nearly every candidate.
   args->detector.conf = 0.001f;
@@ -176,7 +176,7 @@ const CommandRegistrar kRegistrar("eval", [](CLI::App& app, int& exit_code) {
   cmd->add_option("--coco", args->annotations, "COCO annotations (instances_*.json)")->required();
   cmd->add_option("--images", args->images_dir, "Directory holding the annotated images");
   args->store.AddTo(cmd);
-  cmd->callback([args, &exit_code] { exit_code = RunEval(*args); });
+  SetRun(cmd, [args] { return ExitCodeStatus(RunEval(*args)); });
 });
 
 }  // namespace

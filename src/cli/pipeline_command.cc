@@ -37,34 +37,25 @@ nlohmann::json SummaryJson(const pipeline::PipelineSummary& summary) {
   return out;
 }
 
-const CommandRegistrar kRegistrar("pipeline", [](CLI::App& app, int& exit_code) {
+const CommandRegistrar kRegistrar("pipeline", [](CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "pipeline", "Run the multi-process detection pipeline described by a YAML file");
   auto config_path = std::make_shared<std::string>();
   cmd->add_option("config", *config_path, "Pipeline YAML (sources, models, output)")
       ->required()
       ->check(CLI::ExistingFile);
-  cmd->callback([config_path, &exit_code] {
-    auto config = pipeline::LoadPipelineConfig(*config_path);
-    if (!config.ok()) {
-      std::fprintf(stderr, "zerodet pipeline: %s\n", config.status().ToString().c_str());
-      exit_code = 2;
-      return;
-    }
+  SetRun(cmd, [config_path]() -> Status {
+    ZD_ASSIGN_OR_RETURN(pipeline::PipelineConfig config,
+                        pipeline::LoadPipelineConfig(*config_path));
     struct sigaction action = {};
     action.sa_handler = OnSignal;
     ::sigaction(SIGINT, &action, nullptr);
     ::sigaction(SIGTERM, &action, nullptr);
     pipeline::PipelineOptions options;
     options.stop = &g_stop;
-    auto summary = pipeline::RunPipeline(*config, options);
-    if (!summary.ok()) {
-      std::fprintf(stderr, "zerodet pipeline: %s\n", summary.status().ToString().c_str());
-      exit_code = 1;
-      return;
-    }
-    std::fprintf(stderr, "%s\n", SummaryJson(*summary).dump().c_str());
-    exit_code = 0;
+    ZD_ASSIGN_OR_RETURN(pipeline::PipelineSummary summary, pipeline::RunPipeline(config, options));
+    std::fprintf(stderr, "%s\n", SummaryJson(summary).dump().c_str());
+    return Status::Ok();
   });
 });
 

@@ -61,7 +61,7 @@ int RunPreload(const PreloadArgs& args) {
   return 0;
 }
 
-const CommandRegistrar kRegistrar("preload", [](CLI::App& app, int& exit_code) {
+const CommandRegistrar kRegistrar("preload", [](CLI::App& app) {
   auto args = std::make_shared<PreloadArgs>();
   auto* cmd = app.add_subcommand(
       "preload", "Decode a dataset once into a running store (zerodet store) for fast readers");
@@ -73,7 +73,7 @@ const CommandRegistrar kRegistrar("preload", [](CLI::App& app, int& exit_code) {
   cmd->add_option("--jobs", args->jobs, "Decoding threads (0: one per CPU)")
       ->check(CLI::Range(0, 1024));
   cmd->add_option("source", args->source, "Image directory or COCO annotation .json")->required();
-  cmd->callback([args, &exit_code] { exit_code = RunPreload(*args); });
+  SetRun(cmd, [args] { return ExitCodeStatus(RunPreload(*args)); });
 });
 
 }  // namespace

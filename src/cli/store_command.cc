@@ -91,7 +91,7 @@ int RunStore(const StoreArgs& args) {
   return 0;
 }
 
-const CommandRegistrar kRegistrar("store", [](CLI::App& app, int& exit_code) {
+const CommandRegistrar kRegistrar("store", [](CLI::App& app) {
   auto args = std::make_shared<StoreArgs>();
   auto* cmd = app.add_subcommand(
       "store", "Run a shared-memory object store serving clients on a Unix-domain socket");
@@ -106,7 +106,7 @@ const CommandRegistrar kRegistrar("store", [](CLI::App& app, int& exit_code) {
       ->check(CLI::Range(1u, 1u << 26));
   cmd->add_option("--max-clients", args->max_clients, "Connected clients at once")
       ->check(CLI::Range(1u, 4096u));
-  cmd->callback([args, &exit_code] { exit_code = RunStore(*args); });
+  SetRun(cmd, [args] { return ExitCodeStatus(RunStore(*args)); });
 });
 
 }  // namespace

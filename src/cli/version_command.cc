@@ -6,11 +6,11 @@
 namespace zerodet::cli {
 namespace {
 
-const CommandRegistrar kRegistrar("version", [](CLI::App& app, int& exit_code) {
+const CommandRegistrar kRegistrar("version", [](CLI::App& app) {
   auto* cmd = app.add_subcommand("version", "Print the zerodet version");
-  cmd->callback([&exit_code] {
+  SetRun(cmd, [] {
     std::printf("zerodet 0.1.0\n");
-    exit_code = 0;
+    return Status::Ok();
   });
 });
 

@@ -1,51 +1,129 @@
 #include "zerodet/core/file.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 namespace zerodet {
+namespace {
+
+const char* FileTypeName(mode_t mode) {
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  return "a special file";
+}
+
+}  // namespace
+
+Status PathError(const std::filesystem::path& path, std::string_view action, int errno_value) {
+  std::string message = path.string();
+  message += ": ";
+  message += action;
+  message += ": ";
+  switch (errno_value) {
+    case ENOENT:
+      return NotFoundError(message + "no such file or directory");
+    case ELOOP:
+      return InvalidArgumentError(message + "too many levels of symbolic links (a symlink loop?)");
+    case ENOTDIR:
+      return InvalidArgumentError(message + "a component of the path is not a directory");
+    case ENAMETOOLONG:
+      return InvalidArgumentError(message + "file name too long");
+    case EACCES:
+    case EPERM:
+      return PermissionDeniedError(message + "permission denied");
+    default:
+      return IoError(message + std::strerror(errno_value));
+  }
+}
+
+Result<UniqueFd> OpenRegularFile(const std::filesystem::path& path) {
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+  if (!fd.valid()) return PathError(path, "cannot open", errno);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return PathError(path, "cannot stat", errno);
+  if (S_ISDIR(st.st_mode)) return InvalidArgumentError(path.string() + ": is a directory");
+  if (!S_ISREG(st.st_mode)) {
+    return InvalidArgumentError(path.string() + ": is " + FileTypeName(st.st_mode) +
+                                ", not a regular file");
+  }
+  // Regular files never block; plain reads from here on.
+  const int flags = ::fcntl(fd.get(), F_GETFL);
+  if (flags >= 0) ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK);
+  return fd;
+}
 
 Result<std::vector<uint8_t>> ReadFileBytes(const std::filesystem::path& path, uint64_t max_bytes) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int err = errno;
-    if (err == ENOENT) return NotFoundError(path.string() + ": no such file");
-    return ErrnoError(path.string() + ": cannot open", err);
-  }
+  ZD_ASSIGN_OR_RETURN(UniqueFd fd, OpenRegularFile(path));
   struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return ErrnoError(path.string() + ": cannot stat", err);
-  }
-  if (S_ISDIR(st.st_mode)) {
-    ::close(fd);
-    return InvalidArgumentError(path.string() + ": is a directory");
-  }
-  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
-    ::close(fd);
-    return ResourceExhaustedError(path.string() + ": file of " + std::to_string(st.st_size) +
+  if (::fstat(fd.get(), &st) != 0) return PathError(path, "cannot stat", errno);
+  const auto size = static_cast<uint64_t>(st.st_size);
+  if (size > max_bytes) {
+    return ResourceExhaustedError(path.string() + ": file of " + std::to_string(size) +
                                   " bytes exceeds the limit of " + std::to_string(max_bytes));
   }
-  std::vector<uint8_t> bytes(static_cast<size_t>(st.st_size));
+  std::vector<uint8_t> bytes(static_cast<size_t>(size));
   size_t done = 0;
   while (done < bytes.size()) {
-    const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
+    const ssize_t n = ::read(fd.get(), bytes.data() + done, bytes.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      return ErrnoError(path.string() + ": read failed", err);
-    }
-    if (n == 0) break;  // file shrank while reading
+    if (n < 0) return PathError(path, "read failed", errno);
+    if (n == 0) break;  // the file shrank while reading
     done += static_cast<size_t>(n);
   }
-  ::close(fd);
   bytes.resize(done);
   return bytes;
+}
+
+Result<std::string> ReadFileText(const std::filesystem::path& path, uint64_t max_bytes) {
+  ZD_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, ReadFileBytes(path, max_bytes));
+  return std::string(bytes.begin(), bytes.end());
+}
+
+Result<std::vector<DirectoryEntry>> ListDirectory(const std::filesystem::path& dir) {
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECTORY));
+  if (!fd.valid()) return PathError(dir, "cannot open the directory", errno);
+  DIR* stream = ::fdopendir(fd.get());
+  if (stream == nullptr) return PathError(dir, "cannot list the directory", errno);
+  fd.Release();  // owned by the DIR stream now
+  std::vector<DirectoryEntry> entries;
+  for (;;) {
+    errno = 0;
+    const dirent* raw = ::readdir(stream);
+    if (raw == nullptr) {
+      const int err = errno;
+      ::closedir(stream);
+      if (err != 0) return PathError(dir, "cannot list the directory", err);
+      break;
+    }
+    const std::string_view name = raw->d_name;
+    if (name == "." || name == "..") continue;
+    DirectoryEntry entry;
+    entry.path = dir / name;
+    struct stat st {};
+    // stat (not lstat): a symlink counts as what it points to; a loop or a dangling link is
+    // an error of this entry alone.
+    if (::stat(entry.path.c_str(), &st) != 0) {
+      entry.kind = DirectoryEntry::Kind::kError;
+      entry.error = PathError(entry.path, "cannot examine", errno);
+    } else if (S_ISREG(st.st_mode)) {
+      entry.kind = DirectoryEntry::Kind::kRegular;
+    } else if (S_ISDIR(st.st_mode)) {
+      entry.kind = DirectoryEntry::Kind::kDirectory;
+    }
+    entries.push_back(std::move(entry));
+  }
+  std::sort(entries.begin(), entries.end(),
+            [](const DirectoryEntry& a, const DirectoryEntry& b) { return a.path < b.path; });
+  return entries;
 }
 
 }  // namespace zerodet
