@@ -5,6 +5,7 @@
 #include <turbojpeg.h>
 
 #include <algorithm>
+#include <cctype>
 #include <csetjmp>
 #include <cstring>
 #include <memory>
@@ -338,6 +339,12 @@ ImageFormat DetectImageFormat(std::span<const uint8_t> bytes) {
   }
   if (bytes.size() >= 2 && bytes[0] == 'B' && bytes[1] == 'M') return ImageFormat::kBmp;
   return ImageFormat::kUnknown;
+}
+
+bool HasImageFileExtension(const std::filesystem::path& path) {
+  std::string ext = path.extension().string();
+  for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp";
 }
 
 Result<ImageInfo> ReadImageInfo(std::span<const uint8_t> bytes, std::string_view source_name) {

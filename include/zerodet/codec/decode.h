@@ -22,6 +22,10 @@ enum class ImageFormat { kUnknown, kJpeg, kPng, kBmp };
 // Sniffs the format from the first bytes (magic numbers), not from a file name.
 ImageFormat DetectImageFormat(std::span<const uint8_t> bytes);
 
+// Whether a folder entry should be taken as an image: .jpg, .jpeg, .png or .bmp, any case. The
+// one rule for detect, preload and image-folder sources; decoding still sniffs the bytes.
+bool HasImageFileExtension(const std::filesystem::path& path);
+
 struct DecodeOptions {
   // Largest width*height accepted; larger images are refused with kResourceExhausted.
   uint64_t max_pixels = 64'000'000;
