@@ -24,6 +24,7 @@ else()
   target_include_directories(zerodet_opencv SYSTEM INTERFACE "${OPENCV_INCLUDE_DIR}")
 endif()
 find_package(PNG REQUIRED)
+find_package(JPEG REQUIRED)
 pkg_check_modules(TURBOJPEG REQUIRED IMPORTED_TARGET libturbojpeg)
 
 find_package(onnxruntime CONFIG QUIET)

@@ -1,25 +1,38 @@
 #include "zerodet/codec/decode.h"
 
 #include <png.h>
+// jpeglib.h needs FILE and size_t declared first.
+#include <jerror.h>
+#include <jpeglib.h>
 #include <spdlog/spdlog.h>
-#include <turbojpeg.h>
 
 #include <algorithm>
 #include <cctype>
 #include <csetjmp>
+#include <cstdio>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <opencv2/core.hpp>
+#include <opencv2/core/utils/logger.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <string>
 #include <vector>
 
 #include "exif.h"
+#include "jpeg_markers.h"
 #include "zerodet/core/file.h"
 
 namespace zerodet {
 namespace {
+
+// OpenCV writes its own log lines to stderr; zerodet reports every failure as a Status (one
+// line per error), so OpenCV's log stays off.
+[[maybe_unused]] const bool kOpenCvLogSilenced = [] {
+  cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
+  return true;
+}();
 
 std::string Quote(std::string_view source_name) {
   return source_name.empty() ? std::string("<memory>") : std::string(source_name);
@@ -43,29 +56,156 @@ Status CheckPixelLimit(const ImageInfo& info, std::string_view source_name,
   return Status::Ok();
 }
 
-// ---- JPEG (TurboJPEG) ----------------------------------------------------------------------
+// ---- JPEG (libjpeg-turbo's libjpeg API) ----------------------------------------------------
+//
+// The libjpeg API rather than TurboJPEG: it tells each warning by its code (a truncated or
+// corrupt scan is a warning to libjpeg, which then fills the rest with gray) and lets a progress
+// monitor stop a decode that runs through too many scans. Everything libjpeg's error longjmp can
+// cross lives in a heap JpegJob; the functions that call setjmp hold no objects with destructors.
 
-struct TjDeleter {
-  void operator()(void* handle) const { tjDestroy(handle); }
+struct JpegJob {
+  jpeg_decompress_struct cinfo{};
+  jpeg_error_mgr errors{};
+  jpeg_progress_mgr progress{};
+  std::jmp_buf jump{};
+  bool created = false;
+  int max_scans = 0;
+  // Why the decode stopped, when it did.
+  enum class Failure { kNone, kCorrupt, kTruncated, kTooManyScans } failure = Failure::kNone;
+  std::string message;
+  std::string benign_warning;  // the last warning that did not stop the decode
+
+  ~JpegJob() {
+    if (created) jpeg_destroy_decompress(&cinfo);
+  }
 };
-using TjHandle = std::unique_ptr<void, TjDeleter>;
+
+JpegJob* JobOf(j_common_ptr cinfo) {
+  return static_cast<JpegJob*>(cinfo->client_data);
+}
+
+std::string FormatJpegMessage(j_common_ptr cinfo) {
+  char buffer[JMSG_LENGTH_MAX] = {};
+  (*cinfo->err->format_message)(cinfo, buffer);
+  return buffer;
+}
+
+[[noreturn]] void JpegFail(j_common_ptr cinfo, JpegJob::Failure failure) {
+  JpegJob* job = JobOf(cinfo);
+  job->failure = failure;
+  if (job->message.empty()) job->message = FormatJpegMessage(cinfo);
+  std::longjmp(job->jump, 1);
+}
+
+void JpegErrorExit(j_common_ptr cinfo) {
+  JpegFail(cinfo, JpegJob::Failure::kCorrupt);
+}
+
+// libjpeg reports damaged data as warnings and goes on with made-up pixels. Only warnings about
+// metadata leave the pixels intact; every other one fails the decode.
+void JpegEmitMessage(j_common_ptr cinfo, int msg_level) {
+  if (msg_level >= 0) return;  // trace messages
+  switch (cinfo->err->msg_code) {
+    case JWRN_EXTRANEOUS_DATA:  // stray bytes between markers, common in camera files
+    case JWRN_JFIF_MAJOR:
+    case JWRN_ADOBE_XFORM:
+    case JWRN_BOGUS_ICC:
+      JobOf(cinfo)->benign_warning = FormatJpegMessage(cinfo);
+      return;
+    case JWRN_JPEG_EOF:
+    case JWRN_HIT_MARKER:
+      JpegFail(cinfo, JpegJob::Failure::kTruncated);
+    default:
+      JpegFail(cinfo, JpegJob::Failure::kCorrupt);
+  }
+}
+
+void JpegOutputMessage(j_common_ptr) {}  // libjpeg's default prints to stderr
+
+void JpegProgress(j_common_ptr cinfo) {
+  auto* decompress = reinterpret_cast<j_decompress_ptr>(cinfo);
+  JpegJob* job = JobOf(cinfo);
+  if (decompress->input_scan_number > job->max_scans) {
+    job->message = fmt::format("more than {} scans", job->max_scans);
+    JpegFail(cinfo, JpegJob::Failure::kTooManyScans);
+  }
+}
+
+std::unique_ptr<JpegJob> NewJpegJob(int max_scans) {
+  auto job = std::make_unique<JpegJob>();
+  job->cinfo.err = jpeg_std_error(&job->errors);
+  job->errors.error_exit = JpegErrorExit;
+  job->errors.emit_message = JpegEmitMessage;
+  job->errors.output_message = JpegOutputMessage;
+  job->cinfo.client_data = job.get();
+  job->progress.progress_monitor = JpegProgress;
+  job->max_scans = max_scans;
+  return job;
+}
+
+bool RunJpegReadHeader(JpegJob* job, std::span<const uint8_t> bytes) {
+  if (setjmp(job->jump)) return false;
+  jpeg_create_decompress(&job->cinfo);
+  job->created = true;
+  job->cinfo.progress = &job->progress;
+  jpeg_mem_src(&job->cinfo, bytes.data(), static_cast<unsigned long>(bytes.size()));
+  jpeg_read_header(&job->cinfo, TRUE);
+  return true;
+}
+
+// Sets the output color space and scale and computes output_width/height.
+bool RunJpegPrepareOutput(JpegJob* job, J_COLOR_SPACE color_space, unsigned scale_denom) {
+  if (setjmp(job->jump)) return false;
+  job->cinfo.out_color_space = color_space;
+  job->cinfo.scale_num = 1;
+  job->cinfo.scale_denom = scale_denom;
+  jpeg_calc_output_dimensions(&job->cinfo);
+  return true;
+}
+
+bool RunJpegDecompress(JpegJob* job, uint8_t* target, size_t pitch) {
+  if (setjmp(job->jump)) return false;
+  jpeg_start_decompress(&job->cinfo);
+  while (job->cinfo.output_scanline < job->cinfo.output_height) {
+    JSAMPROW row = target + size_t{job->cinfo.output_scanline} * pitch;
+    jpeg_read_scanlines(&job->cinfo, &row, 1);
+  }
+  jpeg_finish_decompress(&job->cinfo);
+  return true;
+}
+
+Status JpegFailureStatus(const JpegJob& job, std::string_view source_name, bool in_header) {
+  switch (job.failure) {
+    case JpegJob::Failure::kTruncated:
+      return CorruptDataError(fmt::format("{}: truncated JPEG{} ({})", Quote(source_name),
+                                          in_header ? " (the data ends inside its headers)" : "",
+                                          job.message));
+    case JpegJob::Failure::kTooManyScans:
+      return ResourceExhaustedError(
+          fmt::format("{}: JPEG has {}, over the limit (DecodeOptions::max_jpeg_scans)",
+                      Quote(source_name), job.message));
+    default:
+      return CorruptDataError(fmt::format("{}: corrupt JPEG{} ({})", Quote(source_name),
+                                          in_header ? " header" : "", job.message));
+  }
+}
 
 // The smallest DCT scale factor (1/2, 1/4, 1/8) that keeps the image at least as large as the
-// letterbox would resize it to for a target_side x target_side input; 1/1 when none does.
-tjscalingfactor ChooseJpegScale(int width, int height, int target_side) {
-  tjscalingfactor chosen{1, 1};
+// letterbox would resize it to for a target_side x target_side input; 1 when none does.
+unsigned ChooseJpegScaleDenom(int width, int height, int target_side) {
+  unsigned chosen = 1;
   if (target_side <= 0) return chosen;
   const double letterbox_ratio =
       std::min(double(target_side) / width, double(target_side) / height);
-  for (int denom : {2, 4, 8}) {
-    if (1.0 / denom >= letterbox_ratio) chosen = {1, denom};
+  for (unsigned denom : {2u, 4u, 8u}) {
+    if (1.0 / denom >= letterbox_ratio) chosen = denom;
   }
   return chosen;
 }
 
 // Adobe CMYK JPEGs store inverted values; this is the conversion cv::imread uses.
-void InvertedCmykToRgb(const uint8_t* cmyk, int pixels, uint8_t* rgb) {
-  for (int i = 0; i < pixels; ++i, cmyk += 4, rgb += 3) {
+void InvertedCmykToRgb(const uint8_t* cmyk, size_t pixels, uint8_t* rgb) {
+  for (size_t i = 0; i < pixels; ++i, cmyk += 4, rgb += 3) {
     const int k = cmyk[3];
     rgb[0] = static_cast<uint8_t>(k - ((255 - cmyk[0]) * k >> 8));
     rgb[1] = static_cast<uint8_t>(k - ((255 - cmyk[1]) * k >> 8));
@@ -89,63 +229,63 @@ Image ApplyOrientation(Image image, int orientation) {
   return rotated;
 }
 
-Result<ImageInfo> ReadJpegInfo(tjhandle tj, std::span<const uint8_t> bytes,
-                               std::string_view source_name, int* colorspace) {
-  int width = 0, height = 0, subsampling = 0;
-  if (tjDecompressHeader3(tj, bytes.data(), static_cast<unsigned long>(bytes.size()), &width,
-                          &height, &subsampling, colorspace) != 0) {
-    return CorruptDataError(
-        fmt::format("{}: corrupt JPEG header ({})", Quote(source_name), tjGetErrorStr2(tj)));
+// Refuses streams with more scans than the limit before libjpeg decodes any of them.
+Status CheckJpegScanCount(std::span<const uint8_t> bytes, std::string_view source_name,
+                          const DecodeOptions& options) {
+  const int scans = codec_internal::CountJpegScans(bytes, options.max_jpeg_scans);
+  if (scans > options.max_jpeg_scans) {
+    return ResourceExhaustedError(fmt::format(
+        "{}: JPEG has more than {} scans (a progressive-JPEG decode bomb?), over the limit of "
+        "DecodeOptions::max_jpeg_scans",
+        Quote(source_name), options.max_jpeg_scans));
   }
-  // TurboJPEG reports success with a 0 x 0 size when the data ends inside the headers.
-  if (width <= 0 || height <= 0) {
-    return CorruptDataError(
-        fmt::format("{}: truncated JPEG (the data ends inside its headers)", Quote(source_name)));
+  return Status::Ok();
+}
+
+Result<ImageInfo> ReadJpegInfo(std::span<const uint8_t> bytes, std::string_view source_name) {
+  std::unique_ptr<JpegJob> job = NewJpegJob(std::numeric_limits<int>::max());
+  if (!RunJpegReadHeader(job.get(), bytes)) {
+    return JpegFailureStatus(*job, source_name, /*in_header=*/true);
   }
-  return ImageInfo{ImageFormat::kJpeg, width, height};
+  return ImageInfo{ImageFormat::kJpeg, static_cast<int>(job->cinfo.image_width),
+                   static_cast<int>(job->cinfo.image_height)};
 }
 
 Result<DecodedImage> DecodeJpeg(std::span<const uint8_t> bytes, std::string_view source_name,
                                 const DecodeOptions& options) {
-  TjHandle tj(tjInitDecompress());
-  if (!tj) return InternalError(fmt::format("TurboJPEG: {}", tjGetErrorStr2(nullptr)));
-  int colorspace = 0;
-  ZD_ASSIGN_OR_RETURN(ImageInfo info, ReadJpegInfo(tj.get(), bytes, source_name, &colorspace));
+  ZD_RETURN_IF_ERROR(CheckJpegScanCount(bytes, source_name, options));
+  std::unique_ptr<JpegJob> job = NewJpegJob(options.max_jpeg_scans);
+  if (!RunJpegReadHeader(job.get(), bytes)) {
+    return JpegFailureStatus(*job, source_name, /*in_header=*/true);
+  }
+  const ImageInfo info{ImageFormat::kJpeg, static_cast<int>(job->cinfo.image_width),
+                       static_cast<int>(job->cinfo.image_height)};
   ZD_RETURN_IF_ERROR(CheckPixelLimit(info, source_name, options));
-
-  const tjscalingfactor scale =
-      ChooseJpegScale(info.width, info.height, options.jpeg_scale_min_side);
-  const int width = TJSCALED(info.width, scale);
-  const int height = TJSCALED(info.height, scale);
-  const bool cmyk = colorspace == TJCS_CMYK || colorspace == TJCS_YCCK;
-
+  // libjpeg cannot convert CMYK to RGB itself: decode CMYK, then convert.
+  const bool cmyk =
+      job->cinfo.jpeg_color_space == JCS_CMYK || job->cinfo.jpeg_color_space == JCS_YCCK;
+  const unsigned denom = ChooseJpegScaleDenom(info.width, info.height, options.jpeg_scale_min_side);
+  if (!RunJpegPrepareOutput(job.get(), cmyk ? JCS_CMYK : JCS_RGB, denom)) {
+    return JpegFailureStatus(*job, source_name, /*in_header=*/false);
+  }
+  const int width = static_cast<int>(job->cinfo.output_width);
+  const int height = static_cast<int>(job->cinfo.output_height);
   Image image(width, height, PixelFormat::kRGB8);
   std::vector<uint8_t> cmyk_pixels;
   uint8_t* target = image.data();
-  int pitch = static_cast<int>(image.stride());
+  size_t pitch = image.stride();
   if (cmyk) {
-    // libjpeg cannot convert CMYK to RGB itself: decode CMYK, then convert.
-    cmyk_pixels.resize(size_t(width) * height * 4);
+    cmyk_pixels.resize(size_t(width) * size_t(height) * 4);
     target = cmyk_pixels.data();
-    pitch = width * 4;
+    pitch = size_t(width) * 4;
   }
-  // Flags 0: accurate integer DCT and fancy upsampling, the libjpeg defaults cv::imread uses.
-  const int rc = tjDecompress2(tj.get(), bytes.data(), static_cast<unsigned long>(bytes.size()),
-                               target, width, pitch, height, cmyk ? TJPF_CMYK : TJPF_RGB, 0);
-  if (rc != 0) {
-    const std::string message = tjGetErrorStr2(tj.get());
-    if (tjGetErrorCode(tj.get()) == TJERR_FATAL) {
-      return CorruptDataError(fmt::format("{}: corrupt JPEG ({})", Quote(source_name), message));
-    }
-    // libjpeg reports a cut-off file as a warning and fills the rest with gray; that image is
-    // not what the camera saw, so it is an error. Other warnings (e.g. extraneous bytes before
-    // a marker) leave the pixels intact and are common in real datasets.
-    if (message.find("Premature end") != std::string::npos) {
-      return CorruptDataError(fmt::format("{}: truncated JPEG ({})", Quote(source_name), message));
-    }
-    spdlog::debug("{}: JPEG warning: {}", Quote(source_name), message);
+  if (!RunJpegDecompress(job.get(), target, pitch)) {
+    return JpegFailureStatus(*job, source_name, /*in_header=*/false);
   }
-  if (cmyk) InvertedCmykToRgb(cmyk_pixels.data(), width * height, image.data());
+  if (!job->benign_warning.empty()) {
+    spdlog::debug("{}: JPEG warning: {}", Quote(source_name), job->benign_warning);
+  }
+  if (cmyk) InvertedCmykToRgb(cmyk_pixels.data(), size_t(width) * size_t(height), image.data());
 
   const int orientation = codec_internal::ReadJpegExifOrientation(bytes);
   const bool swaps_axes = orientation >= 5;
@@ -352,12 +492,8 @@ Result<ImageInfo> ReadImageInfo(std::span<const uint8_t> bytes, std::string_view
     return CorruptDataError(fmt::format("{}: empty file, not an image", Quote(source_name)));
   }
   switch (DetectImageFormat(bytes)) {
-    case ImageFormat::kJpeg: {
-      TjHandle tj(tjInitDecompress());
-      if (!tj) return InternalError(fmt::format("TurboJPEG: {}", tjGetErrorStr2(nullptr)));
-      int colorspace = 0;
-      return ReadJpegInfo(tj.get(), bytes, source_name, &colorspace);
-    }
+    case ImageFormat::kJpeg:
+      return ReadJpegInfo(bytes, source_name);
     case ImageFormat::kPng:
       return ReadPngInfo(bytes, source_name);
     case ImageFormat::kBmp:

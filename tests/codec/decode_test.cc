@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "codec_test_util.h"
+#include "jpeg_markers.h"
 
 namespace zerodet {
 namespace {
@@ -268,6 +269,104 @@ TEST(DecodeImageErrors, DecompressionBombIsRefused) {
   tight.max_pixels = 1000;
   ExpectError(DecodeImage(ReadOrDie(SharedImage("dog.jpg")), "dog.jpg", tight),
               StatusCode::kResourceExhausted, "over the limit of 1000 pixels");
+}
+
+// The position of the first marker `code` (FF code) at or after `from`, or npos.
+size_t FindMarker(const std::vector<uint8_t>& jpeg, uint8_t code, size_t from = 2) {
+  for (size_t i = from; i + 1 < jpeg.size(); ++i) {
+    if (jpeg[i] == 0xFF && jpeg[i + 1] == code) return i;
+  }
+  return std::string::npos;
+}
+
+std::vector<uint8_t> ProgressiveDog() {
+  return Encode(".jpg", DogBgr(), {cv::IMWRITE_JPEG_PROGRESSIVE, 1, cv::IMWRITE_JPEG_QUALITY, 90});
+}
+
+TEST(CountJpegScans, CountsScansOfBaselineAndProgressiveFiles) {
+  EXPECT_EQ(codec_internal::CountJpegScans(ReadOrDie(SharedImage("dog.jpg")), 100), 1);
+  // libjpeg's standard progressive script for YCbCr has 10 scans.
+  EXPECT_EQ(codec_internal::CountJpegScans(ProgressiveDog(), 100), 10);
+  EXPECT_EQ(codec_internal::CountJpegScans(ProgressiveDog(), 3), 4);  // stops after the limit
+  EXPECT_EQ(codec_internal::CountJpegScans({}, 100), 0);
+}
+
+TEST(DecodeImage, ProgressiveJpegMatchesOpenCv) {
+  const auto bytes = ProgressiveDog();
+  auto decoded = DecodeImage(bytes, "progressive.jpg");
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  EXPECT_EQ(DifferentBytes(AsMat(decoded->image.view()), ReferenceRgb(bytes)), 0);
+}
+
+// A progressive JPEG whose last AC scan is repeated 2000 times: each repeat is a full pass over
+// the coefficients (seconds of work), so it is refused from its marker count, before decoding.
+TEST(DecodeImageErrors, ProgressiveScanBombIsRefusedBeforeDecoding) {
+  const auto jpeg = ProgressiveDog();
+  size_t last_sos = std::string::npos;
+  for (size_t at = FindMarker(jpeg, 0xDA); at != std::string::npos;
+       at = FindMarker(jpeg, 0xDA, at + 2)) {
+    last_sos = at;
+  }
+  const size_t eoi = FindMarker(jpeg, 0xD9, last_sos);
+  ASSERT_NE(last_sos, std::string::npos);
+  ASSERT_NE(eoi, std::string::npos);
+  std::vector<uint8_t> bomb(jpeg.begin(), jpeg.begin() + static_cast<ptrdiff_t>(eoi));
+  for (int i = 0; i < 2000; ++i) {
+    bomb.insert(bomb.end(), jpeg.begin() + static_cast<ptrdiff_t>(last_sos),
+                jpeg.begin() + static_cast<ptrdiff_t>(eoi));
+  }
+  bomb.push_back(0xFF);
+  bomb.push_back(0xD9);
+  ExpectError(DecodeImage(bomb, "bomb.jpg"), StatusCode::kResourceExhausted,
+              "bomb.jpg: JPEG has more than 64 scans");
+  // The limit is an option: a tighter one refuses the plain progressive file too.
+  DecodeOptions tight;
+  tight.max_jpeg_scans = 5;
+  ExpectError(DecodeImage(jpeg, "p.jpg", tight), StatusCode::kResourceExhausted, "more than 5");
+}
+
+// A cut-off file with an end-of-image marker appended: libjpeg only warns ("premature end of
+// data segment") and fills the rest with gray, which must not reach a detector.
+TEST(DecodeImageErrors, TruncatedJpegWithEndMarkerIsAnError) {
+  const auto bus = ReadOrDie(SharedImage("bus.jpg"));
+  for (const size_t percent : {10u, 50u, 90u}) {
+    SCOPED_TRACE(percent);
+    std::vector<uint8_t> cut(bus.begin(),
+                             bus.begin() + static_cast<ptrdiff_t>(bus.size() * percent / 100));
+    cut.push_back(0xFF);
+    cut.push_back(0xD9);
+    ExpectError(DecodeImage(cut, "cut.jpg"), StatusCode::kCorruptData, "cut.jpg: truncated JPEG");
+  }
+  // The same through a progressive file (the damage shows up while consuming its scans).
+  auto progressive = ProgressiveDog();
+  progressive.resize(progressive.size() / 2);
+  progressive.push_back(0xFF);
+  progressive.push_back(0xD9);
+  ExpectError(DecodeImage(progressive, "cut.jpg"), StatusCode::kCorruptData, "cut.jpg");
+}
+
+// A frame header that promises twice the rows its scan data holds.
+TEST(DecodeImageErrors, FrameLargerThanItsScanDataIsAnError) {
+  auto jpeg = ReadOrDie(SharedImage("dog.jpg"));
+  const size_t sof = FindMarker(jpeg, 0xC0);
+  ASSERT_NE(sof, std::string::npos);
+  // SOF0: FF C0, length (2), precision (1), height (2), width (2).
+  const int height = jpeg[sof + 5] << 8 | jpeg[sof + 6];
+  jpeg[sof + 5] = static_cast<uint8_t>((height * 2) >> 8);
+  jpeg[sof + 6] = static_cast<uint8_t>(height * 2);
+  ExpectError(DecodeImage(jpeg, "tall.jpg"), StatusCode::kCorruptData, "tall.jpg");
+}
+
+// Stray bytes before a marker leave the pixels intact (libjpeg warns): common in real files.
+TEST(DecodeImage, ExtraneousBytesBeforeAMarkerStillDecode) {
+  auto jpeg = ReadOrDie(SharedImage("dog.jpg"));
+  const auto reference = ReferenceRgb(jpeg);
+  const size_t eoi = FindMarker(jpeg, 0xD9, jpeg.size() - 2);
+  ASSERT_EQ(eoi, jpeg.size() - 2);
+  jpeg.insert(jpeg.begin() + static_cast<ptrdiff_t>(eoi), {0x00, 0x17, 0x2A});
+  auto decoded = DecodeImage(jpeg, "stray.jpg");
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  EXPECT_EQ(DifferentBytes(AsMat(decoded->image.view()), reference), 0);
 }
 
 TEST(DecodeImageErrors, FileErrorsNameThePath) {

@@ -3,8 +3,10 @@
 // Every decoder output is normalized to PixelFormat::kRGB8 (gray, RGBA, CMYK/YCCK JPEGs and
 // palette/16-bit PNGs are converted), so later stages handle exactly one layout.
 // Hostile input is expected: dimensions are checked against DecodeOptions::max_pixels from the
-// header, before any pixel buffer is allocated (decompression bombs), and truncated or corrupt
-// data gives kCorruptData naming the source. Thread-safe: functions keep no shared state.
+// header, before any pixel buffer is allocated (decompression bombs); JPEG scans are counted
+// before decoding (DecodeOptions::max_jpeg_scans); truncated or corrupt data gives kCorruptData
+// naming the source: a JPEG whose scan data is cut short or damaged is an error even where
+// libjpeg would only warn and fill the rest with gray. Thread-safe: functions keep no shared state.
 #pragma once
 
 #include <cstdint>
@@ -36,6 +38,11 @@ struct DecodeOptions {
   // original pixels (DecodedImage keeps the original size). 0 = off: full decode, identical to
   // the reference (cv::imread).
   int jpeg_scale_min_side = 0;
+  // Most scans a JPEG may hold. libjpeg's standard progressive script has 10 (6 for gray), and
+  // real encoders stay near that; each scan costs a pass over the whole image, so a file that
+  // repeats scans (a progressive-JPEG decode bomb) is refused up front with kResourceExhausted,
+  // from a count of its markers, before any pixel is decoded.
+  int max_jpeg_scans = 64;
 };
 
 struct DecodedImage {
