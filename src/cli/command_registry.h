@@ -8,7 +8,8 @@
 // A command is flag wiring around one body: a function returning Status. main() prints a failed
 // body's status as one line, "zerodet <command>: <message>", and exits with 1 (2 for usage
 // errors, which CLI11 reports). Errors about single items that do not stop the command (one
-// unreadable image among many) are printed with ReportError as they happen.
+// unreadable image among many) are printed with ReportError as they happen, one line each, and
+// make the exit code 1 as well.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -53,7 +54,8 @@ inline Status ExitCodeStatus(int exit_code) {
 }
 
 // Prints "zerodet <command>: <status>" as one line on stderr (line breaks in the message, as
-// ONNX Runtime writes some, become spaces).
+// ONNX Runtime writes some, become spaces), for an error about one item (an image among many)
+// that does not stop the command. The process then exits 1 even when the body returns OK.
 void ReportError(std::string_view command, const Status& status);
 
 // The `bench` group: returns `app`'s "bench" subcommand, creating it on first use, so each

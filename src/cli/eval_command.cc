@@ -19,6 +19,7 @@
 #include "detect_common.h"
 #include "store_input.h"
 #include "zerodet/eval/coco_eval.h"
+#include "zerodet/infer/detect_files.h"
 
 namespace zerodet::cli {
 namespace {
@@ -63,106 +64,114 @@ class ProgressBar {
   int last_tenth_ = -1;
 };
 
-int RunEval(const EvalArgs& args) {
-  auto gt = LoadCocoGroundTruth(args.annotations);
-  if (!gt.ok()) {
-    PrintError(kCommand, gt.status());
-    return 1;
+// The image file of a COCO entry: file_name must stay inside --images (no absolute path, no
+// "..": the annotation file is input too).
+Result<fs::path> ImagePath(const std::string& images_dir, const std::string& file_name) {
+  const fs::path name(file_name);
+  bool escapes = name.is_absolute() || name.empty();
+  for (const fs::path& part : name) escapes = escapes || part == "..";
+  if (escapes) {
+    return InvalidArgumentError("file_name '" + file_name +
+                                "' is not a relative path inside --images");
   }
-  std::error_code ec;
-  if (args.store.enabled() == !args.images_dir.empty()) {
-    PrintError(kCommand, InvalidArgumentError("give either --images DIR or --store and --dataset"));
-    return 1;
-  }
-  if (!args.store.enabled() && !fs::is_directory(args.images_dir, ec)) {
-    PrintError(kCommand, NotFoundError("--images " + args.images_dir + ": not a directory"));
-    return 1;
-  }
-  auto created = args.detector.CreateDetector();
-  if (!created.ok()) {
-    PrintError(kCommand, created.status());
-    return 1;
-  }
-  Detector& detector = **created;
-  if (detector.spec().class_names.size() != Coco80Names().size()) {
-    PrintError(kCommand, InvalidArgumentError(
-                             args.detector.model + " has " +
-                             std::to_string(detector.spec().class_names.size()) +
-                             " classes; COCO evaluation needs a model of the 80 COCO classes"));
-    return 1;
-  }
-  const DecodeOptions decode_options = args.detector.DecodeOptionsFor(detector);
-  std::unique_ptr<store::DatasetReader> dataset;
-  if (args.store.enabled()) {
-    auto opened = args.store.Open(detector);
-    if (!opened.ok()) {
-      PrintError(kCommand, opened.status());
-      return 1;
-    }
-    dataset = std::move(opened).value();
-  }
+  return fs::path(images_dir) / name;
+}
 
+// Accumulates per-image results into COCO detections and mean stage timings.
+struct EvalRun {
   std::vector<CocoDetection> detections;
   CocoEvalParams params;
   StageTimings sum;
-  int failures = 0;
-  ProgressBar progress(gt->images.size());
-  progress.Update(0);
-  for (size_t i = 0; i < gt->images.size(); ++i) {
-    const auto& image = gt->images[i];
-    Result<DetectionResult> result = NotFoundError("");
-    std::string source;
-    if (dataset) {
-      // Samples are found by the annotation's file_name, as the preloader named them.
-      source = args.store.dataset + ":" + image.file_name;
-      const size_t index = dataset->Find(image.file_name);
-      result = index < dataset->size()
-                   ? DetectStoredSample(detector, *dataset, index)
-                   : Result<DetectionResult>(NotFoundError("no such sample in the dataset"));
-    } else {
-      const fs::path path = fs::path(args.images_dir) / image.file_name;
-      source = path.string();
-      auto file = DecodeFile(path, decode_options);
-      result = file.ok() ? DetectDecoded(detector, *file) : Result<DetectionResult>(file.status());
-    }
+
+  void Add(int64_t image_id, const Result<DetectionResult>& result, const std::string& source) {
     if (!result.ok()) {
-      progress.Finish();
-      PrintError(kCommand, result.status().WithContext(source));
-      ++failures;
-      continue;
+      ReportError(kCommand, result.status().WithContext(source));
+      return;
     }
-    AppendCoco80Detections(image.id, result->detections, detections);
-    params.image_ids.push_back(image.id);
+    AppendCoco80Detections(image_id, result->detections, detections);
+    params.image_ids.push_back(image_id);
     sum.decode_ms += result->timing.decode_ms;
     sum.preprocess_ms += result->timing.preprocess_ms;
     sum.infer_ms += result->timing.infer_ms;
     sum.postprocess_ms += result->timing.postprocess_ms;
-    progress.Update(i + 1);
   }
-  progress.Finish();
-  if (params.image_ids.empty()) {
-    PrintError(kCommand,
-               NotFoundError("none of the " + std::to_string(gt->images.size()) + " images of " +
-                             args.annotations + " could be read from " +
-                             (dataset ? "--dataset " + args.store.dataset : args.images_dir)));
-    return 1;
+};
+
+Status RunEval(const EvalArgs& args) {
+  ZD_ASSIGN_OR_RETURN(CocoGroundTruth gt, LoadCocoGroundTruth(args.annotations));
+  if (args.store.enabled() == !args.images_dir.empty()) {
+    return InvalidArgumentError("give either --images DIR or --store and --dataset");
+  }
+  std::error_code ec;
+  if (!args.store.enabled() && !fs::is_directory(args.images_dir, ec)) {
+    return NotFoundError("--images " + args.images_dir + ": not a directory");
+  }
+  ZD_ASSIGN_OR_RETURN(std::unique_ptr<Detector> detector, args.detector.CreateDetector());
+  if (detector->spec().class_names.size() != Coco80Names().size()) {
+    return InvalidArgumentError(args.detector.model + " has " +
+                                std::to_string(detector->spec().class_names.size()) +
+                                " classes; COCO evaluation needs a model of the 80 COCO classes");
   }
 
-  auto metrics = EvaluateCocoBoxes(*gt, detections, params);
-  if (!metrics.ok()) {
-    PrintError(kCommand, metrics.status());
-    return 1;
+  EvalRun run;
+  ProgressBar progress(gt.images.size());
+  progress.Update(0);
+  size_t done = 0;
+  if (args.store.enabled()) {
+    ZD_ASSIGN_OR_RETURN(std::unique_ptr<store::DatasetReader> dataset, args.store.Open(*detector));
+    for (const auto& image : gt.images) {
+      // Samples are found by the annotation's file_name, as the preloader named them.
+      const size_t index = dataset->Find(image.file_name);
+      auto result = index < dataset->size()
+                        ? DetectStoredSample(*detector, *dataset, index)
+                        : Result<DetectionResult>(NotFoundError("no such sample in the dataset"));
+      if (!result.ok()) progress.Finish();
+      run.Add(image.id, result, args.store.dataset + ":" + image.file_name);
+      progress.Update(++done);
+    }
+  } else {
+    std::vector<fs::path> files;
+    std::vector<int64_t> ids;  // of files, in order
+    for (const auto& image : gt.images) {
+      auto path = ImagePath(args.images_dir, image.file_name);
+      if (!path.ok()) {
+        progress.Finish();
+        run.Add(image.id, path.status(), args.annotations);
+        progress.Update(++done);
+        continue;
+      }
+      files.push_back(std::move(*path));
+      ids.push_back(image.id);
+    }
+    DetectFilesOptions options;
+    options.decode = args.detector.DecodeOptionsFor(*detector);
+    size_t next = 0;
+    DetectFiles(*detector, files, options, [&](FileDetection&& file) {
+      if (!file.result.ok()) progress.Finish();
+      run.Add(ids[next++], file.result, file.path.string());
+      progress.Update(++done);
+    });
   }
-  const double n = static_cast<double>(params.image_ids.size());
+  progress.Finish();
+  if (run.params.image_ids.empty()) {
+    return NotFoundError(
+        "none of the " + std::to_string(gt.images.size()) + " images of " + args.annotations +
+        " could be read from " +
+        (args.store.enabled() ? "--dataset " + args.store.dataset : args.images_dir));
+  }
+
+  ZD_ASSIGN_OR_RETURN(CocoEvalResult metrics, EvaluateCocoBoxes(gt, run.detections, run.params));
+  const double n = static_cast<double>(run.params.image_ids.size());
+  const StageTimings& sum = run.sum;
   StageTimings mean{sum.decode_ms / n, sum.preprocess_ms / n, sum.infer_ms / n,
                     sum.postprocess_ms / n};
-  PrintJsonLine({{"map50_95", Rounded(metrics->map50_95, 5)},
-                 {"map50", Rounded(metrics->map50, 5)},
-                 {"map75", Rounded(metrics->map75, 5)},
-                 {"images", metrics->images},
-                 {"detections", detections.size()},
+  PrintJsonLine({{"map50_95", RoundTo(metrics.map50_95, 5)},
+                 {"map50", RoundTo(metrics.map50, 5)},
+                 {"map75", RoundTo(metrics.map75, 5)},
+                 {"images", metrics.images},
+                 {"detections", run.detections.size()},
                  {"timing_ms", TimingJson(mean)}});
-  return failures == 0 ? 0 : 1;
+  return Status::Ok();  // images that failed were reported, and left out of the metrics
 }
 
 const CommandRegistrar kRegistrar("eval", [](CLI::App& app) {
@@ -176,7 +185,7 @@ const CommandRegistrar kRegistrar("eval", [](CLI::App& app) {
   cmd->add_option("--coco", args->annotations, "COCO annotations (instances_*.json)")->required();
   cmd->add_option("--images", args->images_dir, "Directory holding the annotated images");
   args->store.AddTo(cmd);
-  SetRun(cmd, [args] { return ExitCodeStatus(RunEval(*args)); });
+  SetRun(cmd, [args] { return RunEval(*args); });
 });
 
 }  // namespace

@@ -13,6 +13,7 @@ namespace {
 struct CommandFailure {
   std::string command;
   Status status;
+  int reported_errors = 0;  // ReportError calls
 };
 
 CommandFailure& Failure() {
@@ -48,11 +49,15 @@ void SetRun(CLI::App* cmd, std::function<Status()> body) {
     } catch (const std::exception& e) {
       status = InternalError(std::string("unexpected exception: ") + e.what());
     }
-    if (!status.ok()) Failure() = {CommandPath(cmd), status};
+    if (!status.ok()) {
+      Failure().command = CommandPath(cmd);
+      Failure().status = status;
+    }
   });
 }
 
 void ReportError(std::string_view command, const Status& status) {
+  ++Failure().reported_errors;
   std::string line = status.ToString();
   std::replace(line.begin(), line.end(), '\n', ' ');
   std::replace(line.begin(), line.end(), '\r', ' ');
@@ -89,7 +94,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   const auto& failure = zerodet::cli::Failure();
-  if (failure.status.ok()) return 0;
+  if (failure.status.ok()) return failure.reported_errors > 0 ? 1 : 0;
   if (!failure.status.message().empty()) {
     zerodet::cli::ReportError(failure.command, failure.status);
   }

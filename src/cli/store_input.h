@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "command_registry.h"
 #include "detect_common.h"
 #include "zerodet/core/stopwatch.h"
 #include "zerodet/infer/detector.h"
@@ -59,31 +60,22 @@ inline Result<DetectionResult> DetectStoredSample(Detector& detector,
 }
 
 // `detect` over every sample of the dataset, printing the JSON lines `zerodet detect` prints for
-// files ("image" is the sample's source file). Returns the exit code.
-inline int DetectDataset(Detector& detector, const StoreInputFlags& flags,
-                         std::string_view command) {
-  auto reader = flags.Open(detector);
-  if (!reader.ok()) {
-    PrintError(command, reader.status());
-    return 1;
-  }
+// files ("image" is the sample's source file). A sample that fails is reported and the others go
+// on; the status then says how many failed.
+inline Status DetectDataset(Detector& detector, const StoreInputFlags& flags,
+                            std::string_view command) {
+  ZD_ASSIGN_OR_RETURN(std::unique_ptr<store::DatasetReader> reader, flags.Open(detector));
   const std::vector<std::string>& names = detector.spec().class_names;
-  int failures = 0;
-  for (size_t i = 0; i < (*reader)->size(); ++i) {
-    const store::SampleInfo& info = (*reader)->info(i);
-    auto result = DetectStoredSample(detector, **reader, i);
+  for (size_t i = 0; i < reader->size(); ++i) {
+    const store::SampleInfo& info = reader->info(i);
+    auto result = DetectStoredSample(detector, *reader, i);
     if (!result.ok()) {
-      PrintError(command, result.status().WithContext(info.name));
-      ++failures;
+      ReportError(command, result.status().WithContext(info.name));
       continue;
     }
-    PrintJsonLine({{"image", info.path.string()},
-                   {"width", result->width},
-                   {"height", result->height},
-                   {"detections", DetectionsJson(result->detections, names)},
-                   {"timing_ms", TimingJson(result->timing)}});
+    PrintJsonLine(ImageResultJson(info.path.string(), *result, names));
   }
-  return failures == 0 ? 0 : 1;
+  return Status::Ok();  // each failed sample was reported on its own line
 }
 
 }  // namespace zerodet::cli

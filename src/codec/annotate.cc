@@ -6,10 +6,12 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <fstream>
 #include <memory>
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
+
+#include "zerodet/core/detection_json.h"
+#include "zerodet/core/file.h"
 
 namespace zerodet {
 namespace {
@@ -60,10 +62,7 @@ Status WriteAnnotatedJpeg(const ImageView& image, const std::vector<Detection>& 
     const cv::Point p2(static_cast<int>(d.box.x2), static_cast<int>(d.box.y2));
     cv::rectangle(canvas, p1, p2, rgb, thickness, cv::LINE_AA);
 
-    const std::string name = d.class_id >= 0 && size_t(d.class_id) < names.size()
-                                 ? names[size_t(d.class_id)]
-                                 : fmt::format("class {}", d.class_id);
-    const std::string label = fmt::format("{} {:.2f}", name, d.score);
+    const std::string label = fmt::format("{} {:.2f}", ClassName(d.class_id, names), d.score);
     int baseline = 0;
     const cv::Size text = cv::getTextSize(label, cv::FONT_HERSHEY_SIMPLEX, font_scale,
                                           std::max(thickness - 1, 1), &baseline);
@@ -86,11 +85,7 @@ Status WriteAnnotatedJpeg(const ImageView& image, const std::vector<Detection>& 
         fmt::format("annotate: JPEG encoding failed: {}", tjGetErrorStr2(tj.get())));
   }
   std::unique_ptr<unsigned char, void (*)(unsigned char*)> owned(jpeg, tjFree);
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(owned.get()), static_cast<std::streamsize>(jpeg_size));
-  out.close();
-  if (!out) return IoError(fmt::format("cannot write annotated image {}", path.string()));
-  return Status::Ok();
+  return WriteFileAtomically(path, std::span<const uint8_t>(owned.get(), jpeg_size));
 }
 
 }  // namespace zerodet

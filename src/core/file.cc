@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 namespace zerodet {
@@ -86,6 +87,31 @@ Result<std::vector<uint8_t>> ReadFileBytes(const std::filesystem::path& path, ui
 Result<std::string> ReadFileText(const std::filesystem::path& path, uint64_t max_bytes) {
   ZD_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, ReadFileBytes(path, max_bytes));
   return std::string(bytes.begin(), bytes.end());
+}
+
+Status WriteFileAtomically(const std::filesystem::path& path, std::span<const uint8_t> bytes) {
+  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
+  std::string temp = (dir / ("." + path.filename().string() + ".tmp-XXXXXX")).string();
+  UniqueFd fd(::mkostemp(temp.data(), O_CLOEXEC));
+  if (!fd.valid()) return PathError(path, "cannot create a temporary file beside it", errno);
+  ::fchmod(fd.get(), 0644);
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::unlink(temp.c_str());
+      return PathError(path, "write failed", err);
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::close(fd.Release()) != 0 || ::rename(temp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(temp.c_str());
+    return PathError(path, "cannot write", err);
+  }
+  return Status::Ok();
 }
 
 Result<std::vector<DirectoryEntry>> ListDirectory(const std::filesystem::path& dir) {

@@ -43,6 +43,14 @@ size_t TensorView::num_elements() const {
   return n;
 }
 
+std::optional<uint64_t> CheckedElementCount(const std::vector<int64_t>& shape) {
+  uint64_t n = 1;
+  for (const int64_t d : shape) {
+    if (d < 0 || __builtin_mul_overflow(n, static_cast<uint64_t>(d), &n)) return std::nullopt;
+  }
+  return n;
+}
+
 std::string ShapeToString(const std::vector<int64_t>& shape) {
   std::string out;
   for (size_t i = 0; i < shape.size(); ++i) {

@@ -1,7 +1,10 @@
 #include "zerodet/infer/detector.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
+#include <new>
 #include <string>
 #include <utility>
 
@@ -77,6 +80,15 @@ struct Detector::Impl {
                             : static_cast<size_t>(std::max(1, options.max_batch));
   }
 
+  // What Stage recorded about the image in each slot of the next Run.
+  struct StagedImage {
+    bool staged = false;
+    ImageSize image;   // the letterboxed pixels' size
+    ImageSize source;  // the size boxes are reported in
+    double preprocess_ms = 0;
+  };
+  std::vector<StagedImage> staged;
+
   Result<std::vector<TensorView>> RunInput(float* data, int64_t batch) {
     TensorView view{data, DType::kFloat32, {batch, 3, spec.input_height, spec.input_width}};
     auto outputs = backend->Run(std::span<const TensorView>(&view, 1));
@@ -85,45 +97,77 @@ struct Detector::Impl {
     return outputs;
   }
 
-  // Letterboxes, runs and decodes up to BatchCapacity() images in one Run.
-  Result<std::vector<DetectionResult>> DetectChunk(std::span<const ImageView> images,
-                                                   std::span<const ImageSize> sources) {
-    const size_t n = images.size();
+  Status Stage(size_t slot, const ImageView& image, ImageSize source) {
+    if (slot >= BatchCapacity()) {
+      return InvalidArgumentError(model_name + ": slot " + std::to_string(slot) +
+                                  " is beyond the batch of " + std::to_string(BatchCapacity()));
+    }
+    if (image.empty()) return InvalidArgumentError(model_name + ": empty image");
+    if (source.width < 0 || source.height < 0) {
+      return InvalidArgumentError(model_name + ": source size must be >= 0 (0 = the image's own)");
+    }
+    Stopwatch watch;
+    const size_t plane = PlaneFloats();
+    auto geometry = letterboxer.Run(image, spec.letterbox, spec.input_width, spec.input_height,
+                                    input.data() + slot * plane, plane);
+    if (!geometry.ok()) return geometry.status().WithContext(model_name + ": preprocessing");
+    StagedImage& s = staged[slot];
+    s.staged = true;
+    s.image = ImageSize{image.width, image.height};
+    s.source = ImageSize{source.width > 0 ? source.width : image.width,
+                         source.height > 0 ? source.height : image.height};
+    s.preprocess_ms = watch.ElapsedMs();
+    return Status::Ok();
+  }
+
+  Result<std::vector<DetectionResult>> RunStaged(size_t n) {
+    if (n == 0 || n > BatchCapacity()) {
+      return InvalidArgumentError(model_name + ": cannot run " + std::to_string(n) +
+                                  " images in a batch of " + std::to_string(BatchCapacity()));
+    }
+    for (size_t i = 0; i < n; ++i) {
+      if (!staged[i].staged) {
+        return FailedPreconditionError(model_name + ": slot " + std::to_string(i) +
+                                       " was not staged since the last run");
+      }
+    }
     const int64_t batch = static_batch > 0 ? static_batch : static_cast<int64_t>(n);
     const size_t plane = PlaneFloats();
-    if (input.size() < static_cast<size_t>(batch) * plane) input.resize(batch * plane);
+    // A static batch larger than the number of images: the unused slots get a blank input.
+    std::fill(input.begin() + static_cast<ptrdiff_t>(n * plane),
+              input.begin() + static_cast<ptrdiff_t>(static_cast<size_t>(batch) * plane), 0.0f);
+
+    Stopwatch watch;
+    auto outputs = RunInput(input.data(), batch);
+    for (StagedImage& s : staged) s.staged = false;
+    if (!outputs.ok()) return outputs.status();
+    const double infer_ms = watch.ElapsedMs() / static_cast<double>(n);
 
     std::vector<DetectionResult> results(n);
     for (size_t i = 0; i < n; ++i) {
-      Stopwatch watch;
-      auto geometry = letterboxer.Run(images[i], spec.letterbox, spec.input_width,
-                                      spec.input_height, input.data() + i * plane, plane);
-      if (!geometry.ok()) {
-        return geometry.status().WithContext(model_name + ": preprocessing image " +
-                                             std::to_string(i));
-      }
-      results[i].width = sources[i].width;
-      results[i].height = sources[i].height;
-      results[i].timing.preprocess_ms = watch.ElapsedMs();
-    }
-    // A static batch larger than the number of images: the unused slots get a blank input.
-    std::fill(input.begin() + n * plane, input.begin() + batch * plane, 0.0f);
-
-    Stopwatch watch;
-    ZD_ASSIGN_OR_RETURN(std::vector<TensorView> outputs, RunInput(input.data(), batch));
-    const double infer_ms = watch.ElapsedMs() / static_cast<double>(n);
-
-    for (size_t i = 0; i < n; ++i) {
       watch.Reset();
-      auto detections = DecodeYoloOutput(spec, outputs[0], static_cast<int>(i), options.params);
+      auto detections = DecodeYoloOutput(spec, (*outputs)[0], static_cast<int>(i), options.params);
       if (!detections.ok()) return detections.status().WithContext(model_name);
-      MapToSource(*detections, spec.letterbox, spec.input_width, spec.input_height,
-                  ImageSize{images[i].width, images[i].height}, sources[i]);
+      MapToSource(*detections, spec.letterbox, spec.input_width, spec.input_height, staged[i].image,
+                  staged[i].source);
+      results[i].width = staged[i].source.width;
+      results[i].height = staged[i].source.height;
       results[i].detections = std::move(detections).value();
+      results[i].timing.preprocess_ms = staged[i].preprocess_ms;
       results[i].timing.infer_ms = infer_ms;
       results[i].timing.postprocess_ms = watch.ElapsedMs();
     }
     return results;
+  }
+
+  // Letterboxes, runs and decodes up to BatchCapacity() images in one Run.
+  Result<std::vector<DetectionResult>> DetectChunk(std::span<const ImageView> images,
+                                                   std::span<const ImageSize> sources) {
+    for (size_t i = 0; i < images.size(); ++i) {
+      Status status = Stage(i, images[i], sources[i]);
+      if (!status.ok()) return status.WithContext("image " + std::to_string(i));
+    }
+    return RunStaged(images.size());
   }
 };
 
@@ -142,9 +186,40 @@ Result<std::unique_ptr<Detector>> Detector::Create(const std::filesystem::path& 
   ZD_ASSIGN_OR_RETURN(impl->spec, InferModelSpec(impl->backend->info(), options.format));
   const int64_t batch_dim = impl->backend->info().inputs[0].shape[0];
   impl->static_batch = batch_dim > 0 ? batch_dim : -1;
-  impl->input.resize(static_cast<size_t>(impl->static_batch > 0 ? impl->static_batch : 1) *
-                     impl->PlaneFloats());
+  // The input buffer's size comes from the model (a static batch, or imgsz metadata for dynamic
+  // H/W) and from max_batch: a hostile model must not make it unbounded.
+  const uint64_t plane_bytes = impl->PlaneFloats() * sizeof(float);
+  const uint64_t batch = impl->static_batch > 0 ? static_cast<uint64_t>(impl->static_batch)
+                                                : static_cast<uint64_t>(options.max_batch);
+  if (batch > options.max_input_bytes / plane_bytes) {
+    return ResourceExhaustedError(fmt::format(
+        "{}: an input batch of {} x 3 x {} x {} floats ({}{}) is larger than the limit of {} "
+        "bytes (DetectorOptions::max_input_bytes)",
+        impl->model_name, batch, impl->spec.input_height, impl->spec.input_width,
+        impl->static_batch > 0 ? "the model's static batch" : "max_batch",
+        impl->static_batch > 0 ? "" : (" " + std::to_string(options.max_batch)),
+        options.max_input_bytes));
+  }
+  try {
+    impl->input.resize(impl->BatchCapacity() * impl->PlaneFloats());
+    impl->staged.resize(impl->BatchCapacity());
+  } catch (const std::bad_alloc&) {
+    return ResourceExhaustedError(impl->model_name + ": out of memory for the input buffer of " +
+                                  std::to_string(batch * plane_bytes) + " bytes");
+  }
   return std::unique_ptr<Detector>(new Detector(std::move(impl)));
+}
+
+size_t Detector::batch_capacity() const {
+  return impl_->BatchCapacity();
+}
+
+Status Detector::Stage(size_t slot, const ImageView& image, ImageSize source) {
+  return impl_->Stage(slot, image, source);
+}
+
+Result<std::vector<DetectionResult>> Detector::RunStaged(size_t count) {
+  return impl_->RunStaged(count);
 }
 
 const ModelSpec& Detector::spec() const {

@@ -7,6 +7,8 @@
 // until the next Run.
 #include <onnxruntime_cxx_api.h>
 #include <spdlog/spdlog.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -19,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "zerodet/core/file.h"
 #include "zerodet/infer/backend.h"
 
 namespace zerodet {
@@ -52,8 +55,18 @@ void LogFromOrt(void* /*param*/, OrtLoggingLevel severity, const char* category,
 // One Ort::Env per process: it owns ONNX Runtime's logging and global state, and creating a
 // second one is an error in ONNX Runtime. Initialization is thread-safe (function-local static);
 // the constructor may throw Ort::Exception, which callers catch.
+//
+// The official ONNX Runtime builds record telemetry on Linux: a device id and an event database
+// under ~/.cache/Microsoft/DeveloperTools, and a /tmp/mat-debug-PID.log per process. zerodet
+// never lets it: ORT_DISABLE_TELEMETRY must be set before the first Env is created (the library
+// latches the decision), and the Env's events are disabled too.
 Ort::Env& OrtEnv() {
-  static Ort::Env env(ORT_LOGGING_LEVEL_WARNING, "zerodet", LogFromOrt, nullptr);
+  static Ort::Env env = [] {
+    ::setenv("ORT_DISABLE_TELEMETRY", "1", /*overwrite=*/1);
+    Ort::Env created(ORT_LOGGING_LEVEL_WARNING, "zerodet", LogFromOrt, nullptr);
+    created.DisableTelemetryEvents();
+    return created;
+  }();
   return env;
 }
 
@@ -168,14 +181,15 @@ AlignedBuffer AllocateAligned(size_t bytes) {
 
 class OnnxBackend final : public Backend {
  public:
-  OnnxBackend(Ort::Session session, ModelInfo info, ExecutionProvider provider,
+  OnnxBackend(Ort::Session session, ModelInfo info, const BackendOptions& options,
               std::vector<std::vector<std::string>> input_symbols,
               std::vector<std::vector<std::string>> output_symbols)
       : session_(std::move(session)),
         binding_(session_),
         cpu_memory_(Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault)),
         info_(std::move(info)),
-        provider_(provider),
+        provider_(options.provider),
+        max_output_bytes_(options.max_output_bytes),
         input_symbols_(std::move(input_symbols)),
         output_symbols_(std::move(output_symbols)),
         outputs_(info_.outputs.size()) {}
@@ -206,10 +220,25 @@ class OnnxBackend final : public Backend {
       outputs_bound_ = false;
       return InternalError(info_.path.filename().string() +
                            ": ONNX Runtime run failed: " + e.what());
+    } catch (const OutputTooLarge& e) {
+      outputs_bound_ = false;
+      return ResourceExhaustedError(info_.path.filename().string() + ": " + e.message);
+    } catch (const std::bad_alloc&) {
+      outputs_bound_ = false;
+      return ResourceExhaustedError(info_.path.filename().string() +
+                                    ": out of memory for the model's tensors");
+    } catch (const std::exception& e) {
+      outputs_bound_ = false;
+      return InternalError(info_.path.filename().string() + ": " + e.what());
     }
   }
 
  private:
+  // Thrown inside Run (and caught there) when a model declares an output over the limit.
+  struct OutputTooLarge {
+    std::string message;
+  };
+
   struct OutputSlot {
     AlignedBuffer buffer;  // set when the output shape is static for the bound input shapes
     size_t capacity_bytes = 0;
@@ -295,6 +324,12 @@ class OnnxBackend final : public Backend {
       }
       slot.shape = std::move(*shape);
       TensorView view{nullptr, out.dtype, slot.shape};
+      const std::optional<uint64_t> elements = CheckedElementCount(slot.shape);
+      if (!elements || *elements > max_output_bytes_ / DTypeSize(out.dtype)) {
+        throw OutputTooLarge{"output '" + out.name + "' of shape " + ShapeToString(slot.shape) +
+                             " is larger than the limit of " + std::to_string(max_output_bytes_) +
+                             " bytes (BackendOptions::max_output_bytes)"};
+      }
       const size_t bytes = std::max<size_t>(view.size_bytes(), 1);
       if (bytes > slot.capacity_bytes) {
         slot.buffer = AllocateAligned(bytes);
@@ -348,6 +383,7 @@ class OnnxBackend final : public Backend {
   Ort::RunOptions run_options_;
   ModelInfo info_;
   ExecutionProvider provider_;
+  uint64_t max_output_bytes_;
   std::vector<std::vector<std::string>> input_symbols_;
   std::vector<std::vector<std::string>> output_symbols_;
   std::vector<OutputSlot> outputs_;
@@ -413,22 +449,24 @@ Result<std::unique_ptr<Backend>> CreateOnnxBackendOrThrow(const std::filesystem:
           "); use an ONNX Runtime build with that provider, or --provider cpu");
     }
   }
-  if (options.intra_op_threads < 0 || options.inter_op_threads < 0) {
-    return InvalidArgumentError("thread counts must be >= 0 (0 = ONNX Runtime's default)");
+  for (const int threads : {options.intra_op_threads, options.inter_op_threads}) {
+    if (threads < 0 || threads > kMaxBackendThreads) {
+      return InvalidArgumentError("thread count " + std::to_string(threads) + " is outside 0.." +
+                                  std::to_string(kMaxBackendThreads) +
+                                  " (0 = ONNX Runtime's default)");
+    }
   }
   ZD_ASSIGN_OR_RETURN(GraphOptimizationLevel level,
                       ToOrtOptimizationLevel(options.graph_optimization_level));
 
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) {
-    return NotFoundError("model file not found: " + path.string());
-  }
-  if (!std::filesystem::is_regular_file(path, ec)) {
-    return InvalidArgumentError("model path is not a regular file: " + path.string());
-  }
-  // ONNX Runtime parses an empty file as a model without a graph and fails with a generic error.
-  if (std::filesystem::file_size(path, ec) == 0 && !ec) {
-    return CorruptDataError(path.string() + ": the file is empty (not a valid ONNX model)");
+  // ONNX Runtime would block forever opening a FIFO: the type is checked without blocking.
+  {
+    ZD_ASSIGN_OR_RETURN(UniqueFd fd, OpenRegularFile(path));
+    struct stat st {};
+    // ONNX Runtime parses an empty file as a model without a graph and fails generically.
+    if (::fstat(fd.get(), &st) == 0 && st.st_size == 0) {
+      return CorruptDataError(path.string() + ": the file is empty (not a valid ONNX model)");
+    }
   }
 
   Ort::SessionOptions session_options;
@@ -479,8 +517,8 @@ Result<std::unique_ptr<Backend>> CreateOnnxBackendOrThrow(const std::filesystem:
   }
   spdlog::debug("{}: loaded on {} ({} input(s), {} output(s))", model,
                 ExecutionProviderName(options.provider), info.inputs.size(), info.outputs.size());
-  return std::unique_ptr<Backend>(new OnnxBackend(std::move(*session), std::move(info),
-                                                  options.provider, std::move(input_symbols),
+  return std::unique_ptr<Backend>(new OnnxBackend(std::move(*session), std::move(info), options,
+                                                  std::move(input_symbols),
                                                   std::move(output_symbols)));
 }
 

@@ -309,6 +309,16 @@ Result<ModelSpec> InferModelSpec(const ModelInfo& info, YoloFormat format) {
       input.shape[2] > 0 ? static_cast<int>(input.shape[2]) : (has_imgsz ? meta_h : 640);
   spec.input_width =
       input.shape[3] > 0 ? static_cast<int>(input.shape[3]) : (has_imgsz ? meta_w : 640);
+  if (input.shape[2] > kMaxModelInputSide || input.shape[3] > kMaxModelInputSide ||
+      spec.input_height < 1 || spec.input_height > kMaxModelInputSide || spec.input_width < 1 ||
+      spec.input_width > kMaxModelInputSide) {
+    const bool from_metadata = input.shape[2] <= 0 || input.shape[3] <= 0;
+    return InvalidArgumentError(
+        fmt::format("{}: input size {}x{}{} is outside 1..{} pixels per side", model,
+                    input.shape[2] > 0 ? input.shape[2] : spec.input_height,
+                    input.shape[3] > 0 ? input.shape[3] : spec.input_width,
+                    from_metadata ? " (from the imgsz metadata)" : "", kMaxModelInputSide));
+  }
 
   std::vector<std::string> meta_names;
   const std::string* names_text = FindMetadata(info, "names");

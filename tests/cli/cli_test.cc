@@ -1,16 +1,11 @@
 // The `zerodet` executable end to end: detect, eval and bench detect on the real models and
 // images of ../shared, run as a child process; stdout is parsed as JSON lines.
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <poll.h>
-#include <spawn.h>
-#include <sys/wait.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <cmath>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -18,106 +13,32 @@
 #include <string>
 #include <vector>
 
+#include "test_support.h"
 #include "zerodet/codec/decode.h"
-
-extern char** environ;
 
 namespace zerodet {
 namespace {
 
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
+using Outcome = testing::ProcessOutput;
 
-const fs::path kZerodet = fs::path(ZERODET_BINARY_DIR) / "zerodet";
-const fs::path kShared = ZERODET_SHARED_DIR;
-const std::string kModel = (kShared / "models" / "yolov8n.onnx").string();
+const fs::path kShared = testing::SharedDir();
+const std::string kModel = testing::SharedModel("yolov8n.onnx").string();
 
 std::string Image(const std::string& name) {
-  return (kShared / "images" / name).string();
+  return testing::SharedImage(name).string();
 }
 
-struct Outcome {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
+Outcome Zerodet(const std::vector<std::string>& args, const testing::RunOptions& options = {}) {
+  return testing::RunZerodet(args, options);
+}
 
-  std::vector<std::string> OutLines() const { return Lines(out); }
-  std::vector<std::string> ErrLines() const { return Lines(err); }
-  static std::vector<std::string> Lines(const std::string& text) {
-    std::vector<std::string> lines;
-    std::istringstream in(text);
-    for (std::string line; std::getline(in, line);) lines.push_back(line);
-    return lines;
-  }
-};
-
-// Runs zerodet with `args`, collecting stdout and stderr (read together with poll, so neither
-// pipe can fill up and stall the child).
-Outcome Zerodet(const std::vector<std::string>& args) {
-  Outcome run;
-  // Under AddressSanitizer, LeakSanitizer would list the suppressions it used (ONNX Runtime's
-  // own allocations) on the child's stderr at exit; the tests read that stderr.
-  static const bool quiet_lsan = [] {
-    const char* current = std::getenv("LSAN_OPTIONS");
-    const std::string options =
-        (current && *current ? std::string(current) + ":" : std::string()) + "print_suppressions=0";
-    return ::setenv("LSAN_OPTIONS", options.c_str(), 1) == 0;
-  }();
-  EXPECT_TRUE(quiet_lsan);
-  int out_pipe[2];
-  int err_pipe[2];
-  if (::pipe(out_pipe) != 0 || ::pipe(err_pipe) != 0) {
-    ADD_FAILURE() << "pipe failed";
-    return run;
-  }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], STDERR_FILENO);
-  for (int fd : {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1]}) {
-    posix_spawn_file_actions_addclose(&actions, fd);
-  }
-  std::vector<std::string> argv_strings = {kZerodet.string()};
-  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (std::string& s : argv_strings) argv.push_back(s.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  const int spawned = posix_spawn(&pid, kZerodet.c_str(), &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  ::close(out_pipe[1]);
-  ::close(err_pipe[1]);
-  if (spawned != 0) {
-    ADD_FAILURE() << "cannot start " << kZerodet << ": " << std::strerror(spawned);
-    ::close(out_pipe[0]);
-    ::close(err_pipe[0]);
-    return run;
-  }
-  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
-  std::string* sinks[2] = {&run.out, &run.err};
-  int open_pipes = 2;
-  while (open_pipes > 0) {
-    if (::poll(fds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      break;
-    }
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      char buffer[65536];
-      const ssize_t n = ::read(fds[i].fd, buffer, sizeof(buffer));
-      if (n > 0) {
-        sinks[i]->append(buffer, static_cast<size_t>(n));
-      } else if (n == 0 || errno != EINTR) {
-        ::close(fds[i].fd);
-        fds[i].fd = -1;
-        --open_pipes;
-      }
-    }
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return run;
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
 }
 
 Json ParseLine(const std::string& line) {
@@ -129,19 +50,11 @@ Json ParseLine(const std::string& line) {
 // A scratch directory, removed at the end of the test.
 class ScratchDir {
  public:
-  explicit ScratchDir(const std::string& name)
-      : path_(fs::temp_directory_path() / (name + "_" + std::to_string(::getpid()))) {
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
+  explicit ScratchDir(const std::string& name) : dir_(name) {}
+  const fs::path& path() const { return dir_.path(); }
 
  private:
-  fs::path path_;
+  testing::TempDir dir_;
 };
 
 void WriteText(const fs::path& path, const std::string& text) {
@@ -259,6 +172,7 @@ TEST(CliDetectTest, AnnotateWritesReadableJpegs) {
   Outcome run = Zerodet({"detect", "--model", kModel, "--threads", "2", "--annotate", out.string(),
                          Image("dog.jpg"), Image("zidane.jpg")});
   ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(ParseLine(run.OutLines().at(0))["annotated"], (out / "dog.jpg").string());
   for (auto [name, width, height] : {std::tuple{"dog.jpg", 768, 576}, {"zidane.jpg", 1280, 720}}) {
     SCOPED_TRACE(name);
     auto decoded = DecodeImageFile(out / name);
@@ -306,6 +220,116 @@ TEST(CliDetectTest, ErrorsGiveNonZeroExitAndOneLine) {
   EXPECT_NE(bad_format.err.find("v99"), std::string::npos);
 }
 
+// Inputs with one base name (a/img.jpg and b/img.jpg; x.png and x.jpg) get distinct annotated
+// files, and an input inside the annotate directory, even a read-only one, is never overwritten.
+TEST(CliDetectTest, AnnotateNeverOverwritesInputsOrEachOther) {
+  ScratchDir dir("cli-annotate-names");
+  const fs::path a = dir.path() / "a", b = dir.path() / "b", out = dir.path() / "out";
+  for (const fs::path& d : {a, b, out}) fs::create_directories(d);
+  fs::copy_file(Image("dog.jpg"), a / "img.jpg");
+  fs::copy_file(Image("bus.jpg"), b / "img.jpg");
+  fs::copy_file(Image("zidane.jpg"), out / "x.jpg");  // an input inside the output directory
+  ::chmod((out / "x.jpg").c_str(), 0444);
+  auto png = testing::SharedImage("kite.jpg");
+  auto decoded = DecodeImageFile(png);
+  ASSERT_TRUE(decoded.ok());
+  fs::copy_file(Image("kite.jpg"), dir.path() / "x.png");  // JPEG bytes, .png name: sniffed
+  const std::string original = testing::ReadText(out / "x.jpg");
+
+  Outcome run = Zerodet({"detect", "--model", kModel, "--threads", "2", "--annotate", out.string(),
+                         (a / "img.jpg").string(), (b / "img.jpg").string(),
+                         (out / "x.jpg").string(), (dir.path() / "x.png").string()});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  std::vector<std::string> written;
+  for (const std::string& line : run.OutLines()) written.push_back(ParseLine(line)["annotated"]);
+  ASSERT_EQ(written.size(), 4u);
+  EXPECT_EQ(written[0], (out / "img.jpg").string());
+  EXPECT_EQ(written[1], (out / "img-2.jpg").string());
+  EXPECT_EQ(written[2], (out / "x-2.jpg").string());  // x.jpg is an input
+  EXPECT_EQ(written[3], (out / "x-3.jpg").string());
+  EXPECT_EQ(testing::ReadText(out / "x.jpg"), original);
+  for (const std::string& file : written) EXPECT_TRUE(DecodeImageFile(file).ok()) << file;
+}
+
+// A FIFO given as an image or as annotations is refused at once instead of blocking in open().
+TEST(CliDetectTest, FifoInputsAreRefusedWithoutBlocking) {
+  ScratchDir dir("cli-fifo");
+  const std::string fifo = (dir.path() / "image.jpg").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  testing::RunOptions bounded;
+  bounded.timeout = std::chrono::seconds(60);
+  Outcome run =
+      Zerodet({"detect", "--model", kModel, "--threads", "2", fifo, Image("dog.jpg")}, bounded);
+  ASSERT_FALSE(run.timed_out);
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_EQ(run.OutLines().size(), 1u);  // dog.jpg still detected
+  ASSERT_EQ(run.ErrLines().size(), 1u) << run.err;
+  EXPECT_NE(run.err.find("is a FIFO, not a regular file"), std::string::npos) << run.err;
+
+  Outcome eval = Zerodet(
+      {"eval", "--model", kModel, "--coco", fifo, "--images", dir.path().string()}, bounded);
+  ASSERT_FALSE(eval.timed_out);
+  EXPECT_EQ(eval.exit_code, 1);
+  EXPECT_NE(eval.err.find("is a FIFO"), std::string::npos) << eval.err;
+}
+
+// A directory whose last entry is a symlink loop: the loop is reported (as a loop), the images
+// are detected.
+TEST(CliDetectTest, SymlinkLoopInADirectoryIsOneErrorNotAll) {
+  ScratchDir dir("cli-loop");
+  fs::create_symlink(Image("dog.jpg"), dir.path() / "a.jpg");
+  fs::create_symlink(dir.path() / "z.jpg", dir.path() / "z.jpg");  // sorts last, loops
+  Outcome run = Zerodet({"detect", "--model", kModel, "--threads", "2", dir.path().string()});
+  EXPECT_EQ(run.exit_code, 1);
+  ASSERT_EQ(run.OutLines().size(), 1u) << run.out;
+  ASSERT_EQ(run.ErrLines().size(), 1u) << run.err;
+  EXPECT_NE(run.err.find("z.jpg"), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("symlink loop"), std::string::npos) << run.err;
+}
+
+// A cut-off JPEG with an end marker appended is an error, not a gray image "detected".
+TEST(CliDetectTest, TruncatedJpegIsAnError) {
+  ScratchDir dir("cli-truncated");
+  std::string bytes = testing::ReadText(Image("bus.jpg"));
+  bytes.resize(bytes.size() / 2);
+  bytes += "\xFF\xD9";
+  std::ofstream(dir.path() / "cut.jpg", std::ios::binary) << bytes;
+  Outcome run = Zerodet({"detect", "--model", kModel, (dir.path() / "cut.jpg").string()});
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_EQ(run.out, "");
+  ASSERT_EQ(run.ErrLines().size(), 1u) << run.err;
+  EXPECT_NE(run.err.find("truncated JPEG"), std::string::npos) << run.err;
+}
+
+TEST(CliDetectTest, ResourceFlagsAreBounded) {
+  for (const std::vector<std::string>& flags :
+       {std::vector<std::string>{"--threads", "10000"}, {"--batch", "100000"}}) {
+    std::vector<std::string> args = {"detect", "--model", kModel};
+    args.insert(args.end(), flags.begin(), flags.end());
+    args.push_back(Image("dog.jpg"));
+    Outcome run = Zerodet(args);
+    EXPECT_EQ(run.exit_code, 1) << flags[0];
+    ASSERT_EQ(run.ErrLines().size(), 1u) << run.err;
+    EXPECT_NE(run.err.find(flags[0]), std::string::npos) << run.err;
+  }
+}
+
+// The bundled ONNX Runtime records telemetry unless told not to: a run leaves no device id or
+// event database under $HOME/.cache and no /tmp/mat-debug-PID.log.
+TEST(CliDetectTest, RunLeavesNoTelemetryFiles) {
+  ScratchDir home("cli-home");
+  testing::RunOptions options;
+  options.env = {"HOME=" + home.path().string(),
+                 "XDG_CACHE_HOME=" + (home.path() / ".cache").string()};
+  Outcome run = Zerodet({"detect", "--model", kModel, "--threads", "2", Image("dog.jpg")}, options);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_FALSE(fs::exists(home.path() / ".cache")) << "telemetry wrote under $HOME/.cache";
+  const fs::path debug_log =
+      fs::temp_directory_path() / ("mat-debug-" + std::to_string(run.pid) + ".log");
+  EXPECT_FALSE(fs::exists(debug_log)) << debug_log;
+  EXPECT_FALSE(fs::exists(fs::path("/tmp") / debug_log.filename())) << debug_log;
+}
+
 // ---------------------------------------------------------------------------------------------
 // --help everywhere
 
@@ -313,7 +337,7 @@ TEST(CliDetectTest, ErrorsGiveNonZeroExitAndOneLine) {
 std::vector<std::string> SubcommandsIn(const std::string& help) {
   std::vector<std::string> names;
   bool in_list = false;
-  for (const std::string& line : Outcome::Lines(help)) {
+  for (const std::string& line : Lines(help)) {
     if (line.rfind("Subcommands:", 0) == 0) {
       in_list = true;
       continue;
@@ -371,6 +395,30 @@ TEST(CliEvalTest, Yolov8nOnCocoValTiny) {
   EXPECT_NE(run.err.find("80/80 images"), std::string::npos) << run.err;  // the progress bar
 }
 
+// file_name in the annotations must stay inside --images.
+TEST(CliEvalTest, FileNamesOutsideTheImagesFolderAreRefused) {
+  ScratchDir dir("cli-eval-escape");
+  const fs::path images = dir.path() / "images";
+  fs::create_directories(images);
+  fs::create_symlink(Image("dog.jpg"), images / "dog.jpg");
+  std::ofstream(dir.path() / "gt.json") << R"({"images": [
+      {"id": 1, "file_name": "dog.jpg", "width": 768, "height": 576},
+      {"id": 2, "file_name": "../../../etc/passwd", "width": 1, "height": 1},
+      {"id": 3, "file_name": "/etc/hostname", "width": 1, "height": 1}],
+    "annotations": [{"id": 1, "image_id": 1, "category_id": 18, "bbox": [131, 219, 177, 320],
+                     "area": 56640, "iscrowd": 0}],
+    "categories": [{"id": 18, "name": "dog"}]})";
+  Outcome run = Zerodet({"eval", "--model", kModel, "--threads", "2", "--coco",
+                         (dir.path() / "gt.json").string(), "--images", images.string()});
+  EXPECT_EQ(run.exit_code, 1);
+  ASSERT_EQ(run.OutLines().size(), 1u) << run.out;
+  EXPECT_EQ(ParseLine(run.OutLines()[0])["images"], 1);
+  EXPECT_NE(run.err.find("'../../../etc/passwd' is not a relative path inside --images"),
+            std::string::npos)
+      << run.err;
+  EXPECT_NE(run.err.find("'/etc/hostname'"), std::string::npos) << run.err;
+}
+
 TEST(CliEvalTest, Errors) {
   const fs::path coco = kShared / "coco-val-tiny";
   Outcome missing = Zerodet({"eval", "--model", kModel, "--coco", "/nonexistent/instances.json",
@@ -396,12 +444,17 @@ TEST(CliEvalTest, Errors) {
 }
 
 TEST(CliBenchTest, DetectReportsRunEndToEndAndOverhead) {
+  ScratchDir dir("cli-bench");
+  for (const char* name : {"dog.jpg", "bus.jpg"})
+    fs::create_symlink(Image(name), dir.path() / name);
   Outcome run = Zerodet({"bench", "detect", "--model", kModel, "--threads", "2", "--iterations",
-                         "2", "--warmup", "0", Image("dog.jpg")});
+                         "2", "--warmup", "0", "--rounds", "1", "--folder", dir.path().string(),
+                         Image("dog.jpg")});
   ASSERT_EQ(run.exit_code, 0) << run.err;
   const auto lines = run.OutLines();
   ASSERT_EQ(lines.size(), 1u) << run.out;
-  const Json j = ParseLine(lines[0]);
+  const Json all = ParseLine(lines[0]);
+  const Json& j = all["single"];
   EXPECT_EQ(j["iterations"], 2);
   EXPECT_GT(j["ort_run_ms"]["median"].get<double>(), 0);
   EXPECT_GT(j["end_to_end_ms"]["median"].get<double>(), 0);
@@ -414,6 +467,14 @@ TEST(CliBenchTest, DetectReportsRunEndToEndAndOverhead) {
   const double overhead = j["overhead_ratio"];
   EXPECT_GT(overhead, 0.0);
   EXPECT_LT(overhead, 1.0);
+  // The folder: three rates of the same two images, and their ratios.
+  const Json& folder = all["folder"];
+  EXPECT_EQ(folder["images"], 2);
+  EXPECT_EQ(folder["failed_images"], 0);
+  for (const char* mode : {"bare_run", "detect_decode_in_line", "detect_decode_overlapped"}) {
+    EXPECT_GT(folder["images_per_s"][mode].get<double>(), 0) << mode;
+  }
+  EXPECT_GT(folder["overlapped_vs_in_line"].get<double>(), 0);
 }
 
 }  // namespace

@@ -32,11 +32,11 @@ TEST(Annotate, WritesAJpegWithBoxesDrawn) {
   std::filesystem::remove(path);
 }
 
-TEST(Annotate, UnwritablePathIsAnIoError) {
+TEST(Annotate, UnwritablePathIsAnErrorNamingIt) {
   cv::Mat rgb(16, 16, CV_8UC3, cv::Scalar(0));
   const ImageView view{rgb.data, 16, 16, rgb.step, PixelFormat::kRGB8};
   const Status status = WriteAnnotatedJpeg(view, {}, {}, "/nonexistent/dir/out.jpg");
-  EXPECT_EQ(status.code(), StatusCode::kIoError);
+  EXPECT_EQ(status.code(), StatusCode::kNotFound);
   EXPECT_NE(status.message().find("/nonexistent/dir/out.jpg"), std::string::npos);
 }
 

@@ -3,6 +3,7 @@
 #include "zerodet/infer/detector.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -532,6 +533,111 @@ TEST(DetectorTest, UnexpectedOutputShapeIsAClearError) {
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
   EXPECT_TRUE(Contains(r.status().message(), "bad_output.onnx")) << r.status().message();
   EXPECT_TRUE(Contains(r.status().message(), "1x2x3")) << r.status().message();
+}
+
+// Models that declare sizes nothing could hold get a clear error, never std::bad_alloc.
+TEST(DetectorHostileModels, HugeStaticBatchIsRefusedAtCreate) {
+  ZD_REQUIRE_GENERATED_MODELS();
+  auto r = Detector::Create(GeneratedModel("hostile_batch.onnx"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_TRUE(Contains(r.status().message(), "100000 x 3 x 640 x 640")) << r.status().message();
+  EXPECT_TRUE(Contains(r.status().message(), "max_input_bytes")) << r.status().message();
+}
+
+TEST(DetectorHostileModels, HugeImgszMetadataIsRefusedAtCreate) {
+  ZD_REQUIRE_GENERATED_MODELS();
+  auto r = Detector::Create(GeneratedModel("hostile_imgsz.onnx"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(r.status().message(), "60000x60000 (from the imgsz metadata)"))
+      << r.status().message();
+}
+
+TEST(DetectorHostileModels, MaxBatchIsBoundedByTheInputLimit) {
+  DetectorOptions options;
+  options.max_batch = 100000;  // 100000 x 4.9 MB at 640 x 640
+  auto r = Detector::Create(SharedModel("yolov8n.onnx"), options);
+  // yolov8n has a static batch of 1, so max_batch does not size its input.
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ZD_REQUIRE_GENERATED_MODELS();
+  options.format = YoloFormat::kV8;
+  auto dynamic = Detector::Create(GeneratedModel("dynamic_v8.onnx"), options);
+  // 100000 x 3 x 32 x 32 floats = 1.2 GB: over the default 1 GiB.
+  ASSERT_FALSE(dynamic.ok());
+  EXPECT_EQ(dynamic.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_TRUE(Contains(dynamic.status().message(), "max_batch 100000"))
+      << dynamic.status().message();
+}
+
+TEST(DetectorHostileModels, HugeStaticOutputFailsTheRunNotTheProcess) {
+  ZD_REQUIRE_GENERATED_MODELS();
+  auto detector = Detector::Create(GeneratedModel("hostile_output.onnx"));
+  ASSERT_TRUE(detector.ok()) << detector.status().ToString();
+  Image image(32, 32, PixelFormat::kRGB8);
+  std::fill(image.data(), image.data() + image.stride() * 32, uint8_t{7});
+  auto r = (*detector)->Detect(image.view());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_TRUE(Contains(r.status().message(), "1x6x100000000")) << r.status().message();
+}
+
+TEST(DetectorHostileModels, ThreadCountsAreBounded) {
+  DetectorOptions options;
+  options.backend.intra_op_threads = 10000;
+  auto r = Detector::Create(SharedModel("yolov8n.onnx"), options);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(r.status().message(), "outside 0..64")) << r.status().message();
+}
+
+// A FIFO given as the model would block ONNX Runtime's open() forever.
+TEST(DetectorHostileModels, FifoAsModelIsRefusedWithoutBlocking) {
+  ::zerodet::testing::TempDir dir("fifo-model");
+  const std::string fifo = dir.File("model.onnx");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto r = Detector::Create(fifo);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(r.status().message(), "is a FIFO, not a regular file"))
+      << r.status().message();
+}
+
+// Stage + RunStaged give what DetectBatch gives, and a run without staging is refused.
+TEST(DetectorTest, StagedBatchMatchesDetectBatch) {
+  ZD_REQUIRE_GENERATED_MODELS();
+  DetectorOptions options;
+  options.max_batch = 3;
+  options.format = YoloFormat::kV8;
+  auto detector = Detector::Create(GeneratedModel("dynamic_v8.onnx"), options);
+  ASSERT_TRUE(detector.ok()) << detector.status().ToString();
+  EXPECT_EQ((*detector)->batch_capacity(), 3u);
+  std::vector<Image> images;
+  for (uint8_t shade : {uint8_t{0}, uint8_t{128}, uint8_t{255}}) {
+    Image image(32, 32, PixelFormat::kRGB8);
+    std::fill(image.data(), image.data() + image.stride() * 32, shade);
+    images.push_back(std::move(image));
+  }
+  std::vector<ImageView> views;
+  for (const Image& image : images) views.push_back(image.view());
+  auto batch = (*detector)->DetectBatch(views);
+  ASSERT_TRUE(batch.ok()) << batch.status().ToString();
+  for (size_t i = 0; i < views.size(); ++i) {
+    ASSERT_TRUE((*detector)->Stage(i, views[i]).ok());
+  }
+  auto staged = (*detector)->RunStaged(views.size());
+  ASSERT_TRUE(staged.ok()) << staged.status().ToString();
+  ASSERT_EQ(staged->size(), batch->size());
+  for (size_t i = 0; i < staged->size(); ++i) {
+    ASSERT_EQ((*staged)[i].detections.size(), (*batch)[i].detections.size());
+    for (size_t k = 0; k < (*staged)[i].detections.size(); ++k) {
+      EXPECT_FLOAT_EQ((*staged)[i].detections[k].score, (*batch)[i].detections[k].score);
+      EXPECT_FLOAT_EQ((*staged)[i].detections[k].box.x1, (*batch)[i].detections[k].box.x1);
+    }
+  }
+  EXPECT_EQ((*detector)->RunStaged(1).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ((*detector)->Stage(3, views[0]).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ((*detector)->RunStaged(4).status().code(), StatusCode::kInvalidArgument);
 }
 
 }  // namespace

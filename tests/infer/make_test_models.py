@@ -11,6 +11,9 @@ cannot fold the graph away, while its output is known exactly:
   dynamic_v8.onnx      images Bx3x32x32 -> output0 Bx6x4: a v8 layout whose scores and boxes move
                        with the mean of each image, so each batch entry is told apart.
   nonzero.onnx         x 1x4 float -> indices 2x? int64 (NonZero: shape known only after Run).
+  hostile_batch.onnx   images 100000x3x640x640 (a static batch needing 491 GB of input).
+  hostile_imgsz.onnx   images 1x3xHxW (dynamic) with metadata imgsz [60000, 60000].
+  hostile_output.onnx  images 1x3x32x32 -> output0 1x6x100000000 (2.4 GB, a static shape).
 
 The rows of v5_const are mirrored in the expectations of detector_test.cc; keep the two in sync.
 Requires the 'onnx' Python package (Debian: python3-onnx).
@@ -126,6 +129,36 @@ def nonzero_model():
     return helper.make_model(graph, opset_imports=OPSET, producer_name="make_test_models.py")
 
 
+def hostile_input_model(input_shape):
+    """A model whose output (1x6x64 zeros) does not depend on the input's size."""
+    zero = helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])
+    rows = helper.make_tensor("rows", TensorProto.FLOAT, [1, 6, 64], [0.0] * 6 * 64)
+    nodes = zero_of_input("in") + [helper.make_node("Add", ["rows", "in_zero"], ["output0"])]
+    graph = helper.make_graph(
+        nodes,
+        "hostile_input",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, input_shape)],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 6, 64])],
+        initializer=[rows, zero],
+    )
+    return helper.make_model(graph, opset_imports=OPSET, producer_name="make_test_models.py")
+
+
+def hostile_output_model():
+    """A static output of 1x6x100000000 floats, made by Expand (nothing stored in the file)."""
+    zero = helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])
+    shape = helper.make_tensor("out_shape", TensorProto.INT64, [3], [1, 6, 100_000_000])
+    nodes = zero_of_input("in") + [helper.make_node("Expand", ["in_zero", "out_shape"], ["output0"])]
+    graph = helper.make_graph(
+        nodes,
+        "hostile_output",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 6, 100_000_000])],
+        initializer=[shape, zero],
+    )
+    return helper.make_model(graph, opset_imports=OPSET, producer_name="make_test_models.py")
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: make_test_models.py OUTPUT_DIR")
@@ -139,6 +172,11 @@ def main():
     save(constant_rows_model(bad, [1, 2, 3], 64), out, "bad_output.onnx")
     save(dynamic_v8_model(), out, "dynamic_v8.onnx", {"names": "{0: 'white', 1: 'black'}"})
     save(nonzero_model(), out, "nonzero.onnx")
+    two_names = {"names": "{0: 'a', 1: 'b'}"}
+    save(hostile_input_model([100_000, 3, 640, 640]), out, "hostile_batch.onnx", two_names)
+    save(hostile_input_model([1, 3, "height", "width"]), out, "hostile_imgsz.onnx",
+         {**two_names, "imgsz": "[60000, 60000]"})
+    save(hostile_output_model(), out, "hostile_output.onnx", two_names)
 
 
 if __name__ == "__main__":

@@ -8,15 +8,9 @@
 #include <filesystem>
 #include <string>
 
+#include "test_support.h"
+
 namespace zerodet::testing {
-
-inline std::filesystem::path SharedModel(const std::string& name) {
-  return std::filesystem::path(ZERODET_SHARED_DIR) / "models" / name;
-}
-
-inline std::filesystem::path SharedImage(const std::string& name) {
-  return std::filesystem::path(ZERODET_SHARED_DIR) / "images" / name;
-}
 
 // The Python interpreter with the onnx package: $ZERODET_PYTHON, else Debian's /usr/bin/python3
 // (python3-onnx), else python3 from PATH.

@@ -233,6 +233,7 @@ ProcessOutput RunProcess(const std::vector<std::string>& argv, const RunOptions&
     if (p.fd >= 0) ::close(p.fd);
   }
   run.exit_code = WaitChild(pid);
+  run.pid = pid;
   return run;
 }
 

@@ -82,6 +82,7 @@ struct ProcessOutput {
   std::string out;     // stdout
   std::string err;     // stderr
   bool timed_out = false;
+  pid_t pid = -1;  // the child's process id (it is gone by now)
 
   std::vector<std::string> OutLines() const;
   std::vector<std::string> ErrLines() const;

@@ -12,8 +12,8 @@
 namespace zerodet {
 
 // Draws `detections` (boxes in `image` pixels) on a copy of `image` and writes it to `path` as
-// JPEG (quality 90). Class names come from `names` (index = class_id; "class N" when missing).
-// Errors: kIoError naming the path when it cannot be written.
+// JPEG (quality 90), atomically (WriteFileAtomically). Labels use ClassName (detection_json.h).
+// Errors: as WriteFileAtomically, naming the path (kNotFound for a missing directory).
 Status WriteAnnotatedJpeg(const ImageView& image, const std::vector<Detection>& detections,
                           const std::vector<std::string>& names, const std::filesystem::path& path);
 

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,6 +37,11 @@ Result<std::vector<uint8_t>> ReadFileBytes(const std::filesystem::path& path,
 // The same, as text (configs, annotation files).
 Result<std::string> ReadFileText(const std::filesystem::path& path,
                                  uint64_t max_bytes = uint64_t{1} << 31);
+
+// Writes `bytes` to `path` whole or not at all: into a temporary file in the same directory,
+// then renamed over `path`. A reader never sees a partial file, and a symlink at `path` is
+// replaced rather than written through. Errors: as PathError, naming the path.
+Status WriteFileAtomically(const std::filesystem::path& path, std::span<const uint8_t> bytes);
 
 // One entry of a directory listing. Each entry carries its own status: an entry that cannot be
 // examined (a symlink loop, a dangling link, no permission) is reported on its own and does not

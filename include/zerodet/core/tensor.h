@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,11 +21,16 @@ struct TensorView {
   DType dtype = DType::kFloat32;
   std::vector<int64_t> shape;  // row-major, all dims >= 0
 
+  // REQUIRES: the product of the dimensions fits in size_t (see CheckedElementCount).
   size_t num_elements() const;
   size_t size_bytes() const { return num_elements() * DTypeSize(dtype); }
   // REQUIRES: dtype == kFloat32.
   float* f32() const { return static_cast<float*>(data); }
 };
+
+// The number of elements of `shape`, or nullopt when a dimension is negative (dynamic) or the
+// product does not fit in 64 bits: the check for shapes that come from a model file or a peer.
+std::optional<uint64_t> CheckedElementCount(const std::vector<int64_t>& shape);
 
 // "1x84x8400"; dynamic dimensions (< 0) print as "?".
 std::string ShapeToString(const std::vector<int64_t>& shape);

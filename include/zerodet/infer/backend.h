@@ -26,11 +26,19 @@ enum class ExecutionProvider { kCpu, kCuda, kTensorRT };
 Result<ExecutionProvider> ParseExecutionProvider(std::string_view name);
 std::string_view ExecutionProviderName(ExecutionProvider provider);
 
+// Most threads one backend may ask ONNX Runtime for (per pool). ONNX Runtime cannot report a
+// failure to create its pool threads and aborts instead, so counts are bounded before it sees
+// them; more threads than this never made a YOLO model faster.
+inline constexpr int kMaxBackendThreads = 64;
+
 struct BackendOptions {
   ExecutionProvider provider = ExecutionProvider::kCpu;
   int device_id = 0;         // GPU ordinal for CUDA / TensorRT
-  int intra_op_threads = 0;  // 0: ONNX Runtime's default (one per physical core)
-  int inter_op_threads = 0;  // 0: default
+  int intra_op_threads = 0;  // 0: ONNX Runtime's default (one per physical core); <= 64
+  int inter_op_threads = 0;  // 0: default; <= kMaxBackendThreads
+  // Largest tensor the backend allocates for an output (a hostile model may declare any
+  // shape): bigger outputs fail the Run with kResourceExhausted.
+  uint64_t max_output_bytes = uint64_t{1} << 30;
   // 0 disable, 1 basic, 2 extended, 3 all (ONNX Runtime's GraphOptimizationLevel).
   int graph_optimization_level = 3;
 };
@@ -72,12 +80,15 @@ class Backend {
 std::vector<std::string> AvailableExecutionProviders();
 
 // Loads an ONNX model with ONNX Runtime. All backends share one process-wide Ort::Env (logging
-// goes to spdlog); each has its own session and thread pools. For kTensorRT, CUDA is appended
-// as the fallback for nodes TensorRT does not take. Thread-safe.
+// goes to spdlog; ONNX Runtime's telemetry is switched off before the Env exists, so no device
+// id, event database or debug log is written); each has its own session and thread pools. For
+// kTensorRT, CUDA is appended as the fallback for nodes TensorRT does not take. Thread-safe.
 // Errors: kNotFound for a missing file; kUnimplemented when the provider is not in this
 // ONNX Runtime build (message lists the available ones); kUnavailable when the provider is in
 // the build but cannot start (no GPU, missing CUDA libraries); kCorruptData for a file ONNX
-// Runtime cannot parse; kInvalidArgument for bad options or a path that is not a file.
+// Runtime cannot parse; kInvalidArgument for bad options (thread counts outside
+// 0..kMaxBackendThreads) or a path that is not a regular file (FIFOs are refused without
+// blocking).
 Result<std::unique_ptr<Backend>> CreateOnnxBackend(const std::filesystem::path& model_path,
                                                    const BackendOptions& options = {});
 

@@ -28,6 +28,10 @@ struct DetectorOptions {
   // Most images per Run in DetectBatch when the model's batch dimension is dynamic (bounds the
   // input buffer: each image is 3 x H x W floats, 4.9 MB at 640 x 640).
   int max_batch = 16;
+  // Largest input buffer (batch x 3 x H x W floats) the detector allocates. A model whose
+  // static batch or image size (from its shape or its imgsz metadata) needs more is refused
+  // with kResourceExhausted at Create.
+  uint64_t max_input_bytes = uint64_t{1} << 30;
 };
 
 // Milliseconds per stage. In DetectBatch, infer_ms is the batched Run's time divided by the number
@@ -55,7 +59,8 @@ struct DetectionResult {
 class Detector {
  public:
   // Loads the model and derives its ModelSpec. Errors as CreateOnnxBackend and InferModelSpec;
-  // kInvalidArgument for max_batch < 1.
+  // kInvalidArgument for max_batch < 1; kResourceExhausted when the input buffer would exceed
+  // options.max_input_bytes.
   static Result<std::unique_ptr<Detector>> Create(const std::filesystem::path& model_path,
                                                   const DetectorOptions& options = {});
   ~Detector();
@@ -84,6 +89,20 @@ class Detector {
   // Errors: kInvalidArgument for an empty image, or source_sizes of another length.
   Result<std::vector<DetectionResult>> DetectBatch(std::span<const ImageView> images,
                                                    std::span<const ImageSize> source_sizes = {});
+
+  // Batched detection one image at a time, for callers that decode images one by one: Stage
+  // letterboxes an image straight into slot `slot` of the model input (the caller may free the
+  // image as soon as it returns), and RunStaged runs the model on slots [0, count) and decodes
+  // their detections, exactly as DetectBatch would for those images. A failed RunStaged clears
+  // the staged slots.
+  // The number of slots: the model's static batch, or options().max_batch when dynamic.
+  size_t batch_capacity() const;
+  // `source` is the size boxes are reported in (0 = the image's own size). Errors:
+  // kInvalidArgument for slot >= batch_capacity(), an empty image or a negative size.
+  Status Stage(size_t slot, const ImageView& image, ImageSize source = {});
+  // Errors: kInvalidArgument unless 1 <= count <= batch_capacity(); kFailedPrecondition when a
+  // slot below count was not staged since the last run; the backend's errors.
+  Result<std::vector<DetectionResult>> RunStaged(size_t count);
 
   // Runs on an input that is already letterboxed (3 x H x W float32 in caller memory, e.g. a
   // store object or shared-memory region): no preprocessing, no copy. `geometry` (as

@@ -32,6 +32,11 @@ std::string_view YoloFormatName(YoloFormat format);
 // escapes). Errors: kInvalidArgument for other text or keys that are not exactly 0..n-1.
 Result<std::vector<std::string>> ParseClassNames(std::string_view text);
 
+// Largest model input side accepted (from the input's shape, or its imgsz metadata when H and W
+// are dynamic). YOLO exports run at 320..1536; this bounds what a hostile model can make the
+// detector allocate per image.
+inline constexpr int kMaxModelInputSide = 8192;
+
 // Everything needed to preprocess for and decode one model, derived from its ModelInfo.
 struct ModelSpec {
   YoloFormat format = YoloFormat::kV8;
@@ -56,7 +61,8 @@ struct ModelSpec {
 // Input size from the input shape (metadata imgsz, else 640, for dynamic H/W). Class names from
 // metadata 'names' when their count fits the output, else COCO-80 (80 classes) or "class<i>".
 // Errors: kInvalidArgument when the model has not exactly one image input (N x 3 x H x W float)
-// or its output fits no layout (message gives the shape); kUnimplemented for a metadata task
+// or its output fits no layout (message gives the shape), or an input side outside
+// 1..kMaxModelInputSide; kUnimplemented for a metadata task
 // other than "detect" (segmentation, pose, ...).
 Result<ModelSpec> InferModelSpec(const ModelInfo& info, YoloFormat format = YoloFormat::kAuto);
 
