@@ -51,7 +51,7 @@ struct BusRun {
       r->backend = Must(CreateOnnxBackend(kModel, options));
       r->spec = Must(InferModelSpec(r->backend->info()));
       DecodedImage bus = Must(DecodeImageFile(kBus));
-      r->input.resize(3 * r->spec.input_width * r->spec.input_height);
+      r->input.resize(3 * size_t(r->spec.input_width) * size_t(r->spec.input_height));
       Letterboxer letterboxer;
       Must(letterboxer.Run(bus.image.view(), r->spec.letterbox, r->spec.input_width,
                            r->spec.input_height, r->input.data(), r->input.size()));
@@ -110,7 +110,7 @@ void BM_Nms(benchmark::State& state) {
         Detection{cls(rng), 0, Box{cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2}});
   }
   for (int i = 0; i < n; ++i) {
-    Detection d = objects_boxes[i % objects];
+    Detection d = objects_boxes[static_cast<size_t>(i % objects)];
     const float dx = jitter(rng), dy = jitter(rng);
     d.box = Box{d.box.x1 + dx, d.box.y1 + dy, d.box.x2 + dx + jitter(rng), d.box.y2 + dy};
     d.score = score(rng);

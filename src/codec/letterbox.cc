@@ -135,8 +135,8 @@ Result<LetterboxGeometry> Letterboxer::Run(const ImageView& src, LetterboxStyle 
 
   for (int c = 0; c < 3; ++c) {
     float* out = dst + size_t(c) * plane;
-    std::fill(out, out + size_t(top) * dst_width, pad);
-    std::fill(out + size_t(top + height) * dst_width, out + plane, pad);
+    std::fill(out, out + size_t(top) * size_t(dst_width), pad);
+    std::fill(out + size_t(top + height) * size_t(dst_width), out + plane, pad);
   }
   for (int y = 0; y < height; ++y) {
     const size_t offset = size_t(top + y) * size_t(dst_width);

@@ -52,7 +52,7 @@ int Coco80ToCategoryId(int class_id) {
       46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65,
       67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84, 85, 86, 87, 88, 89, 90};
   if (class_id < 0 || class_id >= static_cast<int>(kIds.size())) return -1;
-  return kIds[class_id];
+  return kIds[static_cast<size_t>(class_id)];
 }
 
 }  // namespace zerodet

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -91,7 +92,8 @@ Result<std::string> ReadFileText(const std::filesystem::path& path, uint64_t max
 
 Status WriteFileAtomically(const std::filesystem::path& path, std::span<const uint8_t> bytes) {
   const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
-  std::string temp = (dir / ("." + path.filename().string() + ".tmp-XXXXXX")).string();
+  // fmt rather than operator+: GCC 12 warns falsely (-Wrestrict, its bug 105329) on the latter.
+  std::string temp = (dir / fmt::format(".{}.tmp-XXXXXX", path.filename().string())).string();
   UniqueFd fd(::mkostemp(temp.data(), O_CLOEXEC));
   if (!fd.valid()) return PathError(path, "cannot create a temporary file beside it", errno);
   ::fchmod(fd.get(), 0644);

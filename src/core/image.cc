@@ -34,7 +34,7 @@ std::string_view PixelFormatName(PixelFormat format) {
 Image::Image(int width, int height, PixelFormat format)
     : width_(width), height_(height), format_(format) {
   assert(width > 0 && height > 0);
-  stride_ = static_cast<size_t>(width) * ChannelCount(format);
+  stride_ = static_cast<size_t>(width) * static_cast<size_t>(ChannelCount(format));
   // for-overwrite: decoders fill every byte, zeroing would be a wasted pass.
   pixels_ = std::make_unique_for_overwrite<uint8_t[]>(stride_ * static_cast<size_t>(height));
 }

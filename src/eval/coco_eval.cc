@@ -124,10 +124,10 @@ Result<CocoGroundTruth::Annotation> ParseAnnotation(const Json& entry, const std
 // numpy.linspace(start, stop, num): start + i * ((stop - start) / (num - 1)), the last value
 // set to stop exactly. Reproduced bit for bit because recall values are compared against these
 // thresholds with >=, where one ulp decides.
-std::vector<double> Linspace(double start, double stop, int num) {
+std::vector<double> Linspace(double start, double stop, size_t num) {
   std::vector<double> values(num);
-  const double step = (stop - start) / (num - 1);
-  for (int i = 0; i < num; ++i) values[i] = static_cast<double>(i) * step + start;
+  const double step = (stop - start) / static_cast<double>(num - 1);
+  for (size_t i = 0; i < num; ++i) values[i] = static_cast<double>(i) * step + start;
   values[num - 1] = stop;
   return values;
 }
@@ -181,7 +181,9 @@ ImageCategoryEval EvaluateCell(const Cell& cell, const CocoEvalParams& params) {
   std::vector<DtBox> dts = cell.dts;
   std::stable_sort(dts.begin(), dts.end(),
                    [](const DtBox& a, const DtBox& b) { return a.score > b.score; });
-  if (dts.size() > static_cast<size_t>(params.max_detections)) dts.resize(params.max_detections);
+  if (dts.size() > static_cast<size_t>(params.max_detections)) {
+    dts.resize(static_cast<size_t>(params.max_detections));
+  }
 
   const size_t num_gt = gts.size();
   const size_t num_dt = dts.size();
@@ -209,15 +211,16 @@ ImageCategoryEval EvaluateCell(const Cell& cell, const CocoEvalParams& params) {
         // A matched regular box is taken; crowd boxes match any number of detections.
         if (gt_matched[g] && !gts[g].crowd) continue;
         // Once matched to a regular box, stop at the ignored ones (sorted last).
-        if (m > -1 && !gts[m].ignore && gts[g].ignore) break;
+        if (m > -1 && !gts[static_cast<size_t>(m)].ignore && gts[g].ignore) break;
         if (ious[d * num_gt + g] < best) continue;
         best = ious[d * num_gt + g];
         m = static_cast<int>(g);
       }
       if (m == -1) continue;
-      eval.dt_ignored[t * num_dt + d] = gts[m].ignore ? 1 : 0;
+      const auto matched = static_cast<size_t>(m);
+      eval.dt_ignored[t * num_dt + d] = gts[matched].ignore ? 1 : 0;
       eval.matched[t * num_dt + d] = 1;
-      gt_matched[m] = 1;
+      gt_matched[matched] = 1;
     }
   }
   // Unmatched detections outside the area range are ignored.
@@ -485,8 +488,9 @@ Result<CocoEvalResult> EvaluateCocoBoxes(const CocoGroundTruth& ground_truth,
     result.category_ap[category_ids[k]] = ap;
     sum_all += ap;
     auto mean_at = [&](size_t t) {
-      return std::accumulate(precision->begin() + t * kRecallPoints,
-                             precision->begin() + (t + 1) * kRecallPoints, 0.0) /
+      return std::accumulate(precision->begin() + static_cast<ptrdiff_t>(t * kRecallPoints),
+                             precision->begin() + static_cast<ptrdiff_t>((t + 1) * kRecallPoints),
+                             0.0) /
              kRecallPoints;
     };
     if (t50) sum50 += mean_at(*t50);

@@ -72,9 +72,9 @@ std::vector<Detection> NonMaxSuppression(std::vector<Detection> candidates, floa
     if (class_agnostic) return agnostic_bucket;
     if (class_id >= 0 && class_id < kDenseClassLimit) {
       if (static_cast<size_t>(class_id) >= dense_buckets.size()) {
-        dense_buckets.resize(class_id + 1);
+        dense_buckets.resize(static_cast<size_t>(class_id) + 1);
       }
-      return dense_buckets[class_id];
+      return dense_buckets[static_cast<size_t>(class_id)];
     }
     return sparse_buckets[class_id];
   };

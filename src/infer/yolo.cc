@@ -124,20 +124,22 @@ Box FromCenter(float cx, float cy, float w, float h) {
 // v8/v11: channels-first (4 + nc) x N. Reading candidate by candidate would stride N floats per
 // class; instead the class rows are scanned in order, keeping a running max per candidate, so
 // every read is sequential (and the inner loop vectorizes).
-std::vector<Detection> CandidatesV8(const float* base, int64_t channels, int64_t n, float conf) {
-  const int64_t nc = channels - 4;
+std::vector<Detection> CandidatesV8(const float* base, int64_t channels, int64_t count,
+                                    float conf) {
+  const auto nc = static_cast<size_t>(channels - 4);
+  const auto n = static_cast<size_t>(count);
   std::vector<float> best(base + 4 * n, base + 5 * n);
   std::vector<int32_t> best_class(n, 0);
-  for (int64_t c = 1; c < nc; ++c) {
+  for (size_t c = 1; c < nc; ++c) {
     const float* row = base + (4 + c) * n;
-    for (int64_t i = 0; i < n; ++i) {
+    for (size_t i = 0; i < n; ++i) {
       const bool higher = row[i] > best[i];
       best[i] = higher ? row[i] : best[i];
       best_class[i] = higher ? static_cast<int32_t>(c) : best_class[i];
     }
   }
   std::vector<Detection> out;
-  for (int64_t i = 0; i < n; ++i) {
+  for (size_t i = 0; i < n; ++i) {
     if (!(best[i] > conf)) continue;
     out.push_back(Detection{best_class[i], best[i],
                             FromCenter(base[i], base[n + i], base[2 * n + i], base[3 * n + i])});
@@ -244,7 +246,7 @@ Result<std::vector<std::string>> ParseClassNames(std::string_view text) {
     if (is_dict) {
       auto [p, ec] = std::from_chars(text.data() + i, text.data() + text.size(), index);
       if (ec != std::errc()) return fail("expected an integer key");
-      i = p - text.data();
+      i = static_cast<size_t>(p - text.data());
       skip_space();
       if (i >= text.size() || text[i] != ':') return fail("expected ':'");
       ++i;
@@ -271,10 +273,11 @@ Result<std::vector<std::string>> ParseClassNames(std::string_view text) {
   }
   std::vector<std::string> names(entries.size());
   for (auto& [index, name] : entries) {
-    if (index < 0 || static_cast<size_t>(index) >= entries.size() || !names[index].empty()) {
+    const auto slot = static_cast<size_t>(index);
+    if (index < 0 || slot >= entries.size() || !names[slot].empty()) {
       return InvalidArgumentError("cannot parse class names: keys must be 0..n-1, each once");
     }
-    names[index] = std::move(name);
+    names[slot] = std::move(name);
   }
   return names;
 }
@@ -463,7 +466,7 @@ Result<std::vector<Detection>> DecodeYoloOutput(const ModelSpec& spec, const Ten
       std::stable_sort(kept.begin(), kept.end(),
                        [](const Detection& a, const Detection& b) { return a.score > b.score; });
       if (params.max_detections >= 0 && kept.size() > static_cast<size_t>(params.max_detections)) {
-        kept.resize(params.max_detections);
+        kept.resize(static_cast<size_t>(params.max_detections));
       }
       return kept;
     }

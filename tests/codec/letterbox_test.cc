@@ -25,11 +25,12 @@ std::vector<float> ReferenceUltralytics(const cv::Mat& rgb, int dst_w, int dst_h
   cv::copyMakeBorder(resized, padded, int(std::nearbyint(dh - 0.1)), int(std::nearbyint(dh + 0.1)),
                      int(std::nearbyint(dw - 0.1)), int(std::nearbyint(dw + 0.1)),
                      cv::BORDER_CONSTANT, cv::Scalar(114, 114, 114));
-  std::vector<float> chw(size_t(3) * dst_w * dst_h);
+  const auto w = size_t(dst_w), h = size_t(dst_h);
+  std::vector<float> chw(3 * w * h);
   for (int c = 0; c < 3; ++c) {
     for (int y = 0; y < dst_h; ++y) {
       for (int x = 0; x < dst_w; ++x) {
-        chw[(size_t(c) * dst_h + y) * dst_w + x] = padded.at<cv::Vec3b>(y, x)[c] / 255.0f;
+        chw[(size_t(c) * h + size_t(y)) * w + size_t(x)] = padded.at<cv::Vec3b>(y, x)[c] / 255.0f;
       }
     }
   }
@@ -44,11 +45,12 @@ std::vector<float> ReferenceYolox(const cv::Mat& rgb, int dst_w, int dst_h) {
   cv::resize(bgr, resized, cv::Size(int(rgb.cols * r), int(rgb.rows * r)), 0, 0, cv::INTER_LINEAR);
   cv::Mat canvas(dst_h, dst_w, CV_8UC3, cv::Scalar(114, 114, 114));
   resized.copyTo(canvas(cv::Rect(0, 0, resized.cols, resized.rows)));
-  std::vector<float> chw(size_t(3) * dst_w * dst_h);
+  const auto w = size_t(dst_w), h = size_t(dst_h);
+  std::vector<float> chw(3 * w * h);
   for (int c = 0; c < 3; ++c) {
     for (int y = 0; y < dst_h; ++y) {
       for (int x = 0; x < dst_w; ++x) {
-        chw[(size_t(c) * dst_h + y) * dst_w + x] = canvas.at<cv::Vec3b>(y, x)[c];
+        chw[(size_t(c) * h + size_t(y)) * w + size_t(x)] = canvas.at<cv::Vec3b>(y, x)[c];
       }
     }
   }
@@ -62,7 +64,7 @@ ImageView ViewOf(const cv::Mat& mat, PixelFormat format) {
 std::vector<float> RunLetterbox(const ImageView& view, LetterboxStyle style, int w, int h,
                                 LetterboxGeometry* geometry = nullptr) {
   Letterboxer letterboxer;
-  std::vector<float> out(size_t(3) * w * h, -1.0f);
+  std::vector<float> out(size_t(3) * size_t(w) * size_t(h), -1.0f);
   auto result = letterboxer.Run(view, style, w, h, out.data(), out.size());
   EXPECT_TRUE(result.ok()) << result.status().ToString();
   if (geometry != nullptr && result.ok()) *geometry = *result;

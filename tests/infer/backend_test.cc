@@ -180,9 +180,10 @@ TEST(BackendTest, DynamicBatchOutputsFollowInputShape) {
   EXPECT_EQ((*backend)->info().outputs[0].shape, (std::vector<int64_t>{-1, 6, 4}));
   for (int64_t batch : {2, 3, 1}) {
     const size_t plane = 3 * 32 * 32;
-    std::vector<float> input(batch * plane);
-    for (int64_t b = 0; b < batch; ++b) {
-      std::fill_n(input.begin() + b * plane, plane, 0.25f * static_cast<float>(b));
+    std::vector<float> input(static_cast<size_t>(batch) * plane);
+    for (size_t b = 0; b < static_cast<size_t>(batch); ++b) {
+      std::fill_n(input.begin() + static_cast<ptrdiff_t>(b * plane), plane,
+                  0.25f * static_cast<float>(b));
     }
     TensorView view{input.data(), DType::kFloat32, {batch, 3, 32, 32}};
     auto out = (*backend)->Run(std::span<const TensorView>(&view, 1));
@@ -214,8 +215,8 @@ TEST(BackendTest, DataDependentOutputShape) {
     ASSERT_EQ(t.shape, (std::vector<int64_t>{2, expected_count}));
     const auto* idx = static_cast<const int64_t*>(t.data);
     for (int i = 0; i < expected_count; ++i) {
-      EXPECT_EQ(idx[i], 0);                              // row index
-      EXPECT_GT(values[idx[expected_count + i]], 0.5f);  // column of a value > 0.5
+      EXPECT_EQ(idx[i], 0);                                                   // row index
+      EXPECT_GT(values[static_cast<size_t>(idx[expected_count + i])], 0.5f);  // a value > 0.5
     }
   }
 }

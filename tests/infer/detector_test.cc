@@ -169,7 +169,7 @@ TEST_F(Yolov8nDetectorTest, PreprocessedInputInCallerMemory) {
   auto dog = DecodeImageFile(SharedImage("dog.jpg"));
   ASSERT_TRUE(dog.ok());
   const ModelSpec& spec = detector_->spec();
-  std::vector<float> chw(3 * spec.input_width * spec.input_height);
+  std::vector<float> chw(3 * size_t(spec.input_width) * size_t(spec.input_height));
   Letterboxer letterboxer;
   auto geometry = letterboxer.Run(dog->image.view(), spec.letterbox, spec.input_width,
                                   spec.input_height, chw.data(), chw.size());
@@ -236,7 +236,9 @@ TEST_F(Yolov8nDetectorTest, BadFilesAreClearErrors) {
   };
   const Case cases[] = {
       {write("empty.jpg", {}), StatusCode::kCorruptData},
-      {write("truncated.jpg", std::vector<uint8_t>(dog->begin(), dog->begin() + dog->size() / 2)),
+      {write("truncated.jpg",
+             std::vector<uint8_t>(dog->begin(),
+                                  dog->begin() + static_cast<ptrdiff_t>(dog->size() / 2))),
        StatusCode::kCorruptData},
       {write("notes.jpg", std::vector<uint8_t>(text.begin(), text.end())),
        StatusCode::kCorruptData},
@@ -355,7 +357,7 @@ TEST(DetectorTest, YoloxRawAndV5Wrapped) {
       for (const Detection& e : b->detections) {
         if (e.class_id == d.class_id) best = std::max(best, IoU(d.box, e.box));
       }
-      EXPECT_GT(best, 0.7f) << raw->spec().class_names[d.class_id];
+      EXPECT_GT(best, 0.7f) << raw->spec().class_names[static_cast<size_t>(d.class_id)];
     }
     EXPECT_GE(confident, 2);
   }

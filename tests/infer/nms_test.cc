@@ -28,7 +28,7 @@ std::vector<Detection> SlowNms(std::vector<Detection> in, float iou, int max_det
       }
     }
   }
-  if (out.size() > static_cast<size_t>(max_det)) out.resize(max_det);
+  if (out.size() > static_cast<size_t>(max_det)) out.resize(static_cast<size_t>(max_det));
   return out;
 }
 
@@ -71,7 +71,8 @@ TEST(NmsTest, NonOverlappingBoxesAllKeptInScoreOrder) {
 TEST(NmsTest, MaxDetectionsCapsHighestScores) {
   std::vector<Detection> in;
   for (int i = 0; i < 10; ++i) {
-    in.push_back(Det(0, 0.1f * static_cast<float>(i), 20.0f * i, 0, 20.0f * i + 10, 10));
+    const float x = 20.0f * static_cast<float>(i);
+    in.push_back(Det(0, 0.1f * static_cast<float>(i), x, 0, x + 10, 10));
   }
   auto out = NonMaxSuppression(in, 0.45f, 3, false);
   ASSERT_EQ(out.size(), 3u);
