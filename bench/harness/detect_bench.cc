@@ -45,9 +45,10 @@ Result<std::vector<float>> LetterboxedInput(const ModelSpec& spec, const Decoded
 
 Result<double> TimeBareRun(Detector& detector, std::vector<float>& input) {
   const ModelSpec& spec = detector.spec();
-  const TensorView view{input.data(), DType::kFloat32, {1, 3, spec.input_height, spec.input_width}};
+  const ConstTensorView view{
+      input.data(), DType::kFloat32, {1, 3, spec.input_height, spec.input_width}};
   Stopwatch watch;
-  ZD_RETURN_IF_ERROR(detector.backend().Run(std::span<const TensorView>(&view, 1)).status());
+  ZD_RETURN_IF_ERROR(detector.backend().Run(std::span<const ConstTensorView>(&view, 1)).status());
   return watch.ElapsedMs();
 }
 

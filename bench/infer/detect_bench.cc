@@ -55,7 +55,7 @@ struct BusRun {
       Letterboxer letterboxer;
       Must(letterboxer.Run(bus.image.view(), r->spec.letterbox, r->spec.input_width,
                            r->spec.input_height, r->input.data(), r->input.size()));
-      auto outputs = Must(r->backend->Run(std::span<const TensorView>(&r->InputView(), 1)));
+      auto outputs = Must(r->backend->Run(std::span<const ConstTensorView>(&r->InputView(), 1)));
       r->output.assign(outputs[0].f32(), outputs[0].f32() + outputs[0].num_elements());
       r->output_shape = outputs[0].shape;
       return r;
@@ -63,14 +63,14 @@ struct BusRun {
     return *run;
   }
 
-  const TensorView& InputView() {
+  const ConstTensorView& InputView() {
     input_view_ =
-        TensorView{input.data(), DType::kFloat32, {1, 3, spec.input_height, spec.input_width}};
+        ConstTensorView{input.data(), DType::kFloat32, {1, 3, spec.input_height, spec.input_width}};
     return input_view_;
   }
 
  private:
-  TensorView input_view_;
+  ConstTensorView input_view_;
 };
 
 // Decode + NMS of the 8400 yolov8n candidates; the argument is the confidence threshold in
@@ -137,7 +137,7 @@ BENCHMARK(BM_Nms)
 void BM_BackendRun(benchmark::State& state) {
   BusRun& run = BusRun::Get();
   for (auto _ : state) {
-    auto outputs = run.backend->Run(std::span<const TensorView>(&run.InputView(), 1));
+    auto outputs = run.backend->Run(std::span<const ConstTensorView>(&run.InputView(), 1));
     if (!outputs.ok()) Die(outputs.status());
     benchmark::DoNotOptimize(outputs);
   }

@@ -37,10 +37,22 @@ std::string_view DTypeName(DType dtype) {
   return "UNKNOWN";
 }
 
-size_t TensorView::num_elements() const {
+namespace {
+
+size_t ElementsOf(const std::vector<int64_t>& shape) {
   size_t n = 1;
   for (int64_t d : shape) n *= d > 0 ? static_cast<size_t>(d) : 0;
   return n;
+}
+
+}  // namespace
+
+size_t TensorView::num_elements() const {
+  return ElementsOf(shape);
+}
+
+size_t ConstTensorView::num_elements() const {
+  return ElementsOf(shape);
 }
 
 std::optional<uint64_t> CheckedElementCount(const std::vector<int64_t>& shape) {

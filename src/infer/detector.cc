@@ -89,9 +89,10 @@ struct Detector::Impl {
   };
   std::vector<StagedImage> staged;
 
-  Result<std::vector<TensorView>> RunInput(float* data, int64_t batch) {
-    TensorView view{data, DType::kFloat32, {batch, 3, spec.input_height, spec.input_width}};
-    auto outputs = backend->Run(std::span<const TensorView>(&view, 1));
+  Result<std::vector<TensorView>> RunInput(const float* data, int64_t batch) {
+    const ConstTensorView view{
+        data, DType::kFloat32, {batch, 3, spec.input_height, spec.input_width}};
+    auto outputs = backend->Run(std::span<const ConstTensorView>(&view, 1));
     if (!outputs.ok()) return outputs.status();
     if (outputs->empty()) return InternalError(model_name + ": the model produced no outputs");
     return outputs;
@@ -192,12 +193,13 @@ Result<std::unique_ptr<Detector>> Detector::Create(const std::filesystem::path& 
   const uint64_t batch = impl->static_batch > 0 ? static_cast<uint64_t>(impl->static_batch)
                                                 : static_cast<uint64_t>(options.max_batch);
   if (batch > options.max_input_bytes / plane_bytes) {
+    const std::string why = impl->static_batch > 0
+                                ? std::string("the model's static batch")
+                                : fmt::format("max_batch {}", options.max_batch);
     return ResourceExhaustedError(fmt::format(
-        "{}: an input batch of {} x 3 x {} x {} floats ({}{}) is larger than the limit of {} "
+        "{}: an input batch of {} x 3 x {} x {} floats ({}) is larger than the limit of {} "
         "bytes (DetectorOptions::max_input_bytes)",
-        impl->model_name, batch, impl->spec.input_height, impl->spec.input_width,
-        impl->static_batch > 0 ? "the model's static batch" : "max_batch",
-        impl->static_batch > 0 ? "" : (" " + std::to_string(options.max_batch)),
+        impl->model_name, batch, impl->spec.input_height, impl->spec.input_width, why,
         options.max_input_bytes));
   }
   try {
@@ -325,7 +327,7 @@ Result<DetectionResult> Detector::DetectPreprocessed(const float* chw,
   result.height = source_height;
   Stopwatch watch;
   // The caller's buffer is bound as the model input directly; ONNX Runtime only reads it.
-  ZD_ASSIGN_OR_RETURN(std::vector<TensorView> outputs, impl_->RunInput(const_cast<float*>(chw), 1));
+  ZD_ASSIGN_OR_RETURN(std::vector<TensorView> outputs, impl_->RunInput(chw, 1));
   result.timing.infer_ms = watch.LapMs();
   auto detections = DecodeYoloOutput(impl_->spec, outputs[0], 0, impl_->options.params);
   if (!detections.ok()) return detections.status().WithContext(impl_->model_name);

@@ -197,14 +197,15 @@ class OnnxBackend final : public Backend {
   const ModelInfo& info() const override { return info_; }
   ExecutionProvider provider() const override { return provider_; }
 
-  Result<std::vector<TensorView>> Run(std::span<const TensorView> inputs) override {
+  Result<std::vector<TensorView>> Run(std::span<const ConstTensorView> inputs) override {
     ZD_RETURN_IF_ERROR(ValidateInputs(inputs));
     try {
       for (size_t i = 0; i < inputs.size(); ++i) {
-        const TensorView& in = inputs[i];
+        const ConstTensorView& in = inputs[i];
+        // ONNX Runtime's C++ API takes inputs as void*, but a bound input is only read.
         Ort::Value value =
-            Ort::Value::CreateTensor(cpu_memory_, in.data, in.size_bytes(), in.shape.data(),
-                                     in.shape.size(), ToOrtType(in.dtype));
+            Ort::Value::CreateTensor(cpu_memory_, const_cast<void*>(in.data), in.size_bytes(),
+                                     in.shape.data(), in.shape.size(), ToOrtType(in.dtype));
         binding_.BindInput(info_.inputs[i].name.c_str(), value);
       }
       if (!outputs_bound_ || !SameShapes(inputs)) {
@@ -246,7 +247,7 @@ class OnnxBackend final : public Backend {
     bool preallocated = false;
   };
 
-  Status ValidateInputs(std::span<const TensorView> inputs) const {
+  Status ValidateInputs(std::span<const ConstTensorView> inputs) const {
     const std::string model = info_.path.filename().string();
     if (inputs.size() != info_.inputs.size()) {
       return InvalidArgumentError(model + ": expected " + std::to_string(info_.inputs.size()) +
@@ -254,7 +255,7 @@ class OnnxBackend final : public Backend {
     }
     for (size_t i = 0; i < inputs.size(); ++i) {
       const TensorInfo& want = info_.inputs[i];
-      const TensorView& got = inputs[i];
+      const ConstTensorView& got = inputs[i];
       if (got.dtype != want.dtype) {
         return InvalidArgumentError(model + ": input '" + want.name + "' must be " +
                                     std::string(DTypeName(want.dtype)) + ", got " +
@@ -276,7 +277,7 @@ class OnnxBackend final : public Backend {
     return Status::Ok();
   }
 
-  bool SameShapes(std::span<const TensorView> inputs) const {
+  bool SameShapes(std::span<const ConstTensorView> inputs) const {
     if (bound_input_shapes_.size() != inputs.size()) return false;
     for (size_t i = 0; i < inputs.size(); ++i) {
       if (bound_input_shapes_[i] != inputs[i].shape) return false;
@@ -286,8 +287,8 @@ class OnnxBackend final : public Backend {
 
   // The shape of output `index` for these inputs, or nullopt when a dimension is only known
   // after running (data-dependent, or a symbol no input shares).
-  std::optional<std::vector<int64_t>> ResolveOutputShape(size_t index,
-                                                         std::span<const TensorView> inputs) const {
+  std::optional<std::vector<int64_t>> ResolveOutputShape(
+      size_t index, std::span<const ConstTensorView> inputs) const {
     std::vector<int64_t> shape = info_.outputs[index].shape;
     for (size_t d = 0; d < shape.size(); ++d) {
       if (shape[d] > 0) continue;
@@ -310,7 +311,7 @@ class OnnxBackend final : public Backend {
 
   // Binds every output either to a backend-owned buffer of the resolved shape or to ONNX
   // Runtime's CPU allocator. Throws Ort::Exception.
-  void BindOutputs(std::span<const TensorView> inputs) {
+  void BindOutputs(std::span<const ConstTensorView> inputs) {
     ort_outputs_.clear();
     binding_.ClearBoundOutputs();
     for (size_t i = 0; i < outputs_.size(); ++i) {

@@ -54,8 +54,8 @@ TEST_F(Yolov8nBackendTest, DescribesModelAndMetadata) {
 
 TEST_F(Yolov8nBackendTest, RunsIntoReusedOutputBuffer) {
   std::vector<float> input(3 * 640 * 640, 114.0f / 255.0f);
-  TensorView view{input.data(), DType::kFloat32, {1, 3, 640, 640}};
-  auto first = backend_->Run(std::span<const TensorView>(&view, 1));
+  ConstTensorView view{input.data(), DType::kFloat32, {1, 3, 640, 640}};
+  auto first = backend_->Run(std::span<const ConstTensorView>(&view, 1));
   ASSERT_TRUE(first.ok()) << first.status().ToString();
   ASSERT_EQ(first->size(), 1u);
   const TensorView out = (*first)[0];
@@ -68,7 +68,7 @@ TEST_F(Yolov8nBackendTest, RunsIntoReusedOutputBuffer) {
   EXPECT_NEAR(data[0], 4.0f, 4.0f);
   const std::vector<float> copy(data, data + out.num_elements());
 
-  auto second = backend_->Run(std::span<const TensorView>(&view, 1));
+  auto second = backend_->Run(std::span<const ConstTensorView>(&view, 1));
   ASSERT_TRUE(second.ok());
   // Static output shape: bound to the same backend-owned buffer, same result.
   EXPECT_EQ((*second)[0].data, out.data);
@@ -77,8 +77,8 @@ TEST_F(Yolov8nBackendTest, RunsIntoReusedOutputBuffer) {
 
 TEST_F(Yolov8nBackendTest, RejectsWrongInputs) {
   std::vector<float> small(3 * 320 * 320, 0.0f);
-  TensorView wrong_shape{small.data(), DType::kFloat32, {1, 3, 320, 320}};
-  auto r = backend_->Run(std::span<const TensorView>(&wrong_shape, 1));
+  ConstTensorView wrong_shape{small.data(), DType::kFloat32, {1, 3, 320, 320}};
+  auto r = backend_->Run(std::span<const ConstTensorView>(&wrong_shape, 1));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
   EXPECT_TRUE(Contains(r.status().message(), "'images'")) << r.status().message();
@@ -86,20 +86,20 @@ TEST_F(Yolov8nBackendTest, RejectsWrongInputs) {
   EXPECT_TRUE(Contains(r.status().message(), "1x3x320x320"));
   EXPECT_TRUE(Contains(r.status().message(), "yolov8n.onnx"));
 
-  TensorView wrong_rank{small.data(), DType::kFloat32, {3, 320, 320}};
-  EXPECT_EQ(backend_->Run(std::span<const TensorView>(&wrong_rank, 1)).status().code(),
+  ConstTensorView wrong_rank{small.data(), DType::kFloat32, {3, 320, 320}};
+  EXPECT_EQ(backend_->Run(std::span<const ConstTensorView>(&wrong_rank, 1)).status().code(),
             StatusCode::kInvalidArgument);
 
   std::vector<uint8_t> bytes(3 * 640 * 640, 0);
-  TensorView wrong_dtype{bytes.data(), DType::kUInt8, {1, 3, 640, 640}};
-  auto d = backend_->Run(std::span<const TensorView>(&wrong_dtype, 1));
+  ConstTensorView wrong_dtype{bytes.data(), DType::kUInt8, {1, 3, 640, 640}};
+  auto d = backend_->Run(std::span<const ConstTensorView>(&wrong_dtype, 1));
   ASSERT_FALSE(d.ok());
   EXPECT_TRUE(Contains(d.status().message(), "FP32"));
   EXPECT_TRUE(Contains(d.status().message(), "UINT8"));
 
   EXPECT_EQ(backend_->Run({}).status().code(), StatusCode::kInvalidArgument);
-  TensorView null_data{nullptr, DType::kFloat32, {1, 3, 640, 640}};
-  EXPECT_EQ(backend_->Run(std::span<const TensorView>(&null_data, 1)).status().code(),
+  ConstTensorView null_data{nullptr, DType::kFloat32, {1, 3, 640, 640}};
+  EXPECT_EQ(backend_->Run(std::span<const ConstTensorView>(&null_data, 1)).status().code(),
             StatusCode::kInvalidArgument);
 }
 
@@ -185,8 +185,8 @@ TEST(BackendTest, DynamicBatchOutputsFollowInputShape) {
       std::fill_n(input.begin() + static_cast<ptrdiff_t>(b * plane), plane,
                   0.25f * static_cast<float>(b));
     }
-    TensorView view{input.data(), DType::kFloat32, {batch, 3, 32, 32}};
-    auto out = (*backend)->Run(std::span<const TensorView>(&view, 1));
+    ConstTensorView view{input.data(), DType::kFloat32, {batch, 3, 32, 32}};
+    auto out = (*backend)->Run(std::span<const ConstTensorView>(&view, 1));
     ASSERT_TRUE(out.ok()) << out.status().ToString();
     const TensorView& t = (*out)[0];
     ASSERT_EQ(t.shape, (std::vector<int64_t>{batch, 6, 4}));
@@ -208,8 +208,8 @@ TEST(BackendTest, DataDependentOutputShape) {
   EXPECT_EQ((*backend)->info().outputs[0].dtype, DType::kInt64);
   for (auto [values, expected_count] : {std::pair{std::vector<float>{0.1f, 0.9f, 0.7f, 0.2f}, 2},
                                         std::pair{std::vector<float>{0.9f, 0.9f, 0.9f, 0.1f}, 3}}) {
-    TensorView view{values.data(), DType::kFloat32, {1, 4}};
-    auto out = (*backend)->Run(std::span<const TensorView>(&view, 1));
+    ConstTensorView view{values.data(), DType::kFloat32, {1, 4}};
+    auto out = (*backend)->Run(std::span<const ConstTensorView>(&view, 1));
     ASSERT_TRUE(out.ok()) << out.status().ToString();
     const TensorView& t = (*out)[0];
     ASSERT_EQ(t.shape, (std::vector<int64_t>{2, expected_count}));
@@ -228,8 +228,8 @@ TEST(BackendTest, ModelWithUnexpectedOutputStillRuns) {
   auto backend = CreateOnnxBackend(GeneratedModel("bad_output.onnx"));
   ASSERT_TRUE(backend.ok()) << backend.status().ToString();
   std::vector<float> input(3 * 64 * 64, 0.5f);
-  TensorView view{input.data(), DType::kFloat32, {1, 3, 64, 64}};
-  auto out = (*backend)->Run(std::span<const TensorView>(&view, 1));
+  ConstTensorView view{input.data(), DType::kFloat32, {1, 3, 64, 64}};
+  auto out = (*backend)->Run(std::span<const ConstTensorView>(&view, 1));
   ASSERT_TRUE(out.ok());
   EXPECT_EQ((*out)[0].shape, (std::vector<int64_t>{1, 2, 3}));
   EXPECT_FLOAT_EQ((*out)[0].f32()[5], 5.0f);

@@ -1,5 +1,6 @@
-// TensorView: a non-owning view of a dense, row-major tensor in someone else's memory (a session
-// output, a store object, a shared-memory region). The viewer keeps that memory alive.
+// TensorView and ConstTensorView: non-owning views of a dense, row-major tensor in someone
+// else's memory (a session output, a store object, a shared-memory region). The viewer keeps
+// that memory alive. ConstTensorView is the read-only one: model inputs, sealed store objects.
 #pragma once
 
 #include <cstddef>
@@ -7,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace zerodet {
@@ -26,6 +28,25 @@ struct TensorView {
   size_t size_bytes() const { return num_elements() * DTypeSize(dtype); }
   // REQUIRES: dtype == kFloat32.
   float* f32() const { return static_cast<float*>(data); }
+};
+
+// A read-only tensor view. A TensorView converts to it implicitly.
+struct ConstTensorView {
+  const void* data = nullptr;
+  DType dtype = DType::kFloat32;
+  std::vector<int64_t> shape;  // row-major, all dims >= 0
+
+  ConstTensorView() = default;
+  ConstTensorView(const void* d, DType t, std::vector<int64_t> s)
+      : data(d), dtype(t), shape(std::move(s)) {}
+  ConstTensorView(const TensorView& view)  // NOLINT: a mutable view is also a read-only one
+      : data(view.data), dtype(view.dtype), shape(view.shape) {}
+
+  // REQUIRES: the product of the dimensions fits in size_t (see CheckedElementCount).
+  size_t num_elements() const;
+  size_t size_bytes() const { return num_elements() * DTypeSize(dtype); }
+  // REQUIRES: dtype == kFloat32.
+  const float* f32() const { return static_cast<const float*>(data); }
 };
 
 // The number of elements of `shape`, or nullopt when a dimension is negative (dynamic) or the

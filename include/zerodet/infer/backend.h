@@ -72,7 +72,7 @@ class Backend {
   // the same; others (data-dependent shapes) are allocated by ONNX Runtime on each Run.
   // Errors: kInvalidArgument for a wrong count, dtype or shape (message names the tensor and
   // both shapes); kInternal for runtime failures.
-  virtual Result<std::vector<TensorView>> Run(std::span<const TensorView> inputs) = 0;
+  virtual Result<std::vector<TensorView>> Run(std::span<const ConstTensorView> inputs) = 0;
 };
 
 // Execution providers compiled into the ONNX Runtime library in use, e.g. {"cpu"} or
