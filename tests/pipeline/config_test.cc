@@ -5,7 +5,7 @@
 
 #include <fstream>
 
-#include "test_media.h"
+#include "test_support.h"
 
 namespace zerodet::pipeline {
 namespace {
@@ -132,7 +132,8 @@ TEST(PipelineConfigTest, MistakesAreNamedWithTheirKey) {
 }
 
 TEST(PipelineConfigTest, LoadsAFileAndResolvesAgainstItsFolder) {
-  const auto dir = testing::TempDir("config");
+  const zerodet::testing::TempDir temp("config");
+  const std::filesystem::path& dir = temp.path();
   {
     std::ofstream out(dir / "p.yaml");
     out << "sources:\n  - {name: a, path: clip.mp4}\nmodels:\n  - {name: m, path: m.onnx}\n";
@@ -144,7 +145,6 @@ TEST(PipelineConfigTest, LoadsAFileAndResolvesAgainstItsFolder) {
   auto missing = LoadPipelineConfig(dir / "missing.yaml");
   EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
   EXPECT_NE(missing.status().message().find("missing.yaml"), std::string::npos);
-  std::filesystem::remove_all(dir);
 }
 
 TEST(PipelineConfigTest, TheExampleConfigsParse) {

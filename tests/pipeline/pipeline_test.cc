@@ -12,6 +12,7 @@
 #include <set>
 
 #include "test_media.h"
+#include "test_support.h"
 #include "zerodet/codec/decode.h"
 
 namespace zerodet::pipeline {
@@ -20,13 +21,14 @@ namespace {
 class PipelineTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::filesystem::path(testing::TempDir("pipeline"));
+    temp_ = new zerodet::testing::TempDir("pipeline");
+    dir_ = new std::filesystem::path(temp_->path());
     clip_ = new std::filesystem::path(testing::MakeClip(*dir_));
   }
   static void TearDownTestSuite() {
-    std::filesystem::remove_all(*dir_);
-    delete dir_;
     delete clip_;
+    delete dir_;
+    delete temp_;
   }
 
   static PipelineConfig Config(const std::string& results_name) {
@@ -56,9 +58,11 @@ class PipelineTest : public ::testing::Test {
     return lines;
   }
 
+  static zerodet::testing::TempDir* temp_;
   static std::filesystem::path* dir_;
   static std::filesystem::path* clip_;
 };
+zerodet::testing::TempDir* PipelineTest::temp_ = nullptr;
 std::filesystem::path* PipelineTest::dir_ = nullptr;
 std::filesystem::path* PipelineTest::clip_ = nullptr;
 

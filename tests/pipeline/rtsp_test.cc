@@ -13,6 +13,7 @@
 #include <set>
 
 #include "test_media.h"
+#include "test_support.h"
 #include "zerodet/pipeline/pipeline.h"
 
 namespace zerodet::pipeline {
@@ -58,7 +59,8 @@ class RtspServer {
 };
 
 TEST(RtspSourceTest, StreamIsDetectedAndReconnectedAfterTheServerRestarts) {
-  const auto dir = testing::TempDir("rtsp");
+  const zerodet::testing::TempDir temp("rtsp");
+  const std::filesystem::path& dir = temp.path();
   const auto clip = testing::MakeClip(dir);
   ASSERT_FALSE(clip.empty()) << "ffmpeg could not make the test clip";
   RtspServer server;
@@ -120,7 +122,6 @@ TEST(RtspSourceTest, StreamIsDetectedAndReconnectedAfterTheServerRestarts) {
   // dog.jpg is the clip's second frame: seen in the first connection and again after the
   // reconnection (each RTSP session starts at the clip's beginning).
   EXPECT_GE(dogs, 2);
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "test_media.h"
+#include "test_support.h"
 #include "zerodet/codec/decode.h"
 
 namespace zerodet::pipeline {
@@ -17,17 +18,20 @@ namespace {
 class VideoSourceTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::filesystem::path(testing::TempDir("video-source"));
+    temp_ = new zerodet::testing::TempDir("video-source");
+    dir_ = new std::filesystem::path(temp_->path());
     clip_ = new std::filesystem::path(testing::MakeClip(*dir_));
   }
   static void TearDownTestSuite() {
-    std::filesystem::remove_all(*dir_);
-    delete dir_;
     delete clip_;
+    delete dir_;
+    delete temp_;
   }
+  static zerodet::testing::TempDir* temp_;
   static std::filesystem::path* dir_;
   static std::filesystem::path* clip_;
 };
+zerodet::testing::TempDir* VideoSourceTest::temp_ = nullptr;
 std::filesystem::path* VideoSourceTest::dir_ = nullptr;
 std::filesystem::path* VideoSourceTest::clip_ = nullptr;
 
@@ -142,7 +146,8 @@ TEST(ImageFolderSourceTest, ReplaysThePhotosInNameOrderWithTheCodecsPixels) {
 TEST(ImageFolderSourceTest, MissingEmptyAndCorruptFoldersAreErrors) {
   EXPECT_EQ(OpenImageFolderSource("/nonexistent/zerodet", false).status().code(),
             StatusCode::kNotFound);
-  const auto dir = testing::TempDir("image-folder");
+  const zerodet::testing::TempDir temp("image-folder");
+  const std::filesystem::path& dir = temp.path();
   auto empty = OpenImageFolderSource(dir.string(), false);
   EXPECT_EQ(empty.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(empty.status().message().find(dir.string()), std::string::npos);
@@ -153,7 +158,6 @@ TEST(ImageFolderSourceTest, MissingEmptyAndCorruptFoldersAreErrors) {
   auto corrupt = OpenImageFolderSource(dir.string(), false);
   EXPECT_EQ(corrupt.status().code(), StatusCode::kCorruptData);
   EXPECT_NE(corrupt.status().message().find("broken.jpg"), std::string::npos);
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -1,8 +1,7 @@
 // Test media for the pipeline suites: a video made at test time with the ffmpeg CLI from the
 // photos in ../shared/images (one photo per frame, in name order, letterboxed to 640x480).
+// Temporary folders, child processes and WaitFor come from tests/support/test_support.h.
 #pragma once
-
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -19,15 +18,6 @@ inline std::vector<std::filesystem::path> SharedPhotos() {
   }
   std::sort(photos.begin(), photos.end());
   return photos;
-}
-
-// A fresh temporary folder for one test binary run.
-inline std::filesystem::path TempDir(const std::string& what) {
-  auto dir = std::filesystem::temp_directory_path() /
-             ("zerodet-" + what + "-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir;
 }
 
 // Writes dir/clip.mp4 (MPEG-4 Part 2, 640x480, 2 fps, one frame per shared photo) and returns

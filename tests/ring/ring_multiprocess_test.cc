@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "ring_test_util.h"
+#include "test_support.h"
 #include "zerodet/ring/frame_ring.h"
 
 namespace zerodet::ring {
@@ -23,11 +24,12 @@ namespace {
 
 using std::chrono::milliseconds;
 using testing::FillFrame;
-using testing::ForkChild;
 using testing::FrameIntact;
-using testing::Pipe;
 using testing::UniqueRingName;
-using testing::WaitChild;
+using zerodet::testing::ForkChild;
+using zerodet::testing::Pipe;
+using zerodet::testing::WaitChild;
+using zerodet::testing::WaitFor;
 
 RingOptions Options(const std::string& name, int slots, size_t slot_bytes,
                     OverflowPolicy policy = OverflowPolicy::kOverwriteOldest) {
@@ -194,12 +196,9 @@ TEST(RingMultiprocessTest, SlotsHeldByAKilledReaderAreReclaimed) {
   EXPECT_EQ((*writer)->ReclaimDeadReaders(), 0);
 
   ASSERT_EQ(::kill(child, SIGKILL), 0);
-  // Not reaped yet: a zombie counts as dead. Poll until the kernel has finished the kill.
+  // Not reaped yet: a zombie counts as dead. Wait until the kernel has finished the kill.
   int reclaimed = 0;
-  for (int i = 0; i < 500 && reclaimed == 0; ++i) {
-    reclaimed = (*writer)->ReclaimDeadReaders();
-    if (reclaimed == 0) std::this_thread::sleep_for(milliseconds(10));
-  }
+  EXPECT_TRUE(WaitFor([&] { return (reclaimed = (*writer)->ReclaimDeadReaders()) != 0; }));
   EXPECT_EQ(reclaimed, 1);
   EXPECT_EQ(WaitChild(child), 128 + SIGKILL);
   const RingStats stats = (*writer)->Stats();
@@ -238,12 +237,7 @@ TEST(RingMultiprocessTest, BeginFrameItselfReclaimsAKilledWorker) {
   ASSERT_EQ(WaitChild(child), 128 + SIGKILL);
   // The dead worker was the group's only member: its held frame is reclaimed and the group no
   // longer holds frames back, so the writer gets a slot again without anyone's help.
-  bool written = false;
-  for (int i = 0; i < 100 && !written; ++i) {
-    written = WriteTagged(**writer, 3, kBytes).ok();
-    if (!written) std::this_thread::sleep_for(milliseconds(20));
-  }
-  EXPECT_TRUE(written);
+  EXPECT_TRUE(WaitFor([&] { return WriteTagged(**writer, 3, kBytes).ok(); }));
   EXPECT_EQ((*writer)->Stats().slots_reclaimed, 1u);
 }
 
