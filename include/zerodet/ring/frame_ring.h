@@ -45,6 +45,7 @@
 #include <string_view>
 #include <vector>
 
+#include "zerodet/core/clock.h"
 #include "zerodet/core/image.h"
 #include "zerodet/core/status.h"
 
@@ -174,7 +175,7 @@ class RingWriter {
   std::unique_ptr<detail::RingSegment> segment_;
   std::string name_;
   int pending_slot_ = -1;
-  std::chrono::steady_clock::time_point last_reclaim_{};
+  MonotonicClock::time_point last_reclaim_{};
 };
 
 enum class ReaderMode { kWorkGroup, kBroadcast };
@@ -184,7 +185,7 @@ struct ReaderOptions {
   ReaderMode mode = ReaderMode::kWorkGroup;
   std::string group = "default";  // kWorkGroup only; same rules as ring names
   // Poll this long before sleeping on the futex when no frame is ready. Trades a core for
-  // wakeup latency; 0 (the default) never spins.
+  // wakeup latency; 0 (the default) never spins. At most one second.
   std::chrono::microseconds spin{0};
 };
 
@@ -233,7 +234,8 @@ class RingReader {
  public:
   // Attaches to the ring named options.ring_name (and joins or creates the work group).
   // Errors: kNotFound (no such ring), kResourceExhausted (max_readers or kMaxGroups reached),
-  // kInvalidArgument (bad names), kCorruptData (not a ring), kPermissionDenied, kIoError.
+  // kInvalidArgument (bad names, spin outside 0..1 s), kCorruptData (not a ring),
+  // kPermissionDenied, kIoError.
   static Result<std::unique_ptr<RingReader>> Attach(const ReaderOptions& options);
 
   RingReader(const RingReader&) = delete;
@@ -241,7 +243,8 @@ class RingReader {
   // Detaches (leaves the group). REQUIRES: every lease issued by this reader is released.
   ~RingReader();
 
-  // Returns the next frame for this reader, waiting up to `timeout` for one.
+  // Returns the next frame for this reader, waiting up to `timeout` for one: 0 or less does not
+  // wait, milliseconds::max() (or any timeout beyond a century) waits with no deadline.
   // Errors: kDeadlineExceeded (no frame in time), kUnavailable (the writer closed the ring or
   // died, and no frame is left; after a crash, calling Read again works once a writer resumes).
   Result<FrameLease> Read(std::chrono::milliseconds timeout);
