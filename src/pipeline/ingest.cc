@@ -5,13 +5,14 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <thread>
 
 #include "camera_frame.h"
 #include "processes.h"
+#include "protocol.h"
+#include "zerodet/core/clock.h"
 #include "zerodet/pipeline/source.h"
 #include "zerodet/ring/frame_ring.h"
 
@@ -23,14 +24,8 @@ void OnTerminate(int) {
   g_stop = 1;
 }
 
-int64_t NowNs() {
-  timespec ts;
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
-
 int Fail(int fd, const Status& status) {
-  SendLine(fd, ErrorLine(status));
+  SendMessage(fd, ErrorMessage{status});
   return kExitFatal;
 }
 
@@ -45,41 +40,11 @@ int Fail(int fd, const Status& status) {
 // Sleeps until `deadline_ns` (CLOCK_MONOTONIC) or a stop request.
 void SleepUntil(int64_t deadline_ns) {
   while (!g_stop) {
-    const int64_t left = deadline_ns - NowNs();
+    const int64_t left = deadline_ns - MonotonicNowNs();
     if (left <= 0) return;
     std::this_thread::sleep_for(std::chrono::nanoseconds(std::min<int64_t>(left, 50'000'000)));
   }
 }
-
-}  // namespace
-
-void SendLine(int fd, const std::string& line) {
-  size_t done = 0;
-  while (done < line.size()) {
-    const ssize_t n = ::write(fd, line.data() + done, line.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;  // the supervisor is gone; nothing left to tell
-    done += static_cast<size_t>(n);
-  }
-}
-
-std::string ErrorLine(const Status& status) {
-  std::string message = status.message();
-  std::replace(message.begin(), message.end(), '\n', ' ');  // one line per message
-  return "ERROR " + std::to_string(static_cast<int>(status.code())) + " " + message + "\n";
-}
-
-Status ParseErrorLine(std::string_view text) {
-  int code = 0;
-  const auto [rest, ec] = std::from_chars(text.data(), text.data() + text.size(), code);
-  if (ec != std::errc() || code <= 0 || code > static_cast<int>(StatusCode::kInternal) ||
-      rest == text.data() + text.size()) {
-    return InternalError("malformed error from a child process: " + std::string(text));
-  }
-  return Status(static_cast<StatusCode>(code), std::string(rest + 1, text.data() + text.size()));
-}
-
-namespace {
 
 Result<std::unique_ptr<FrameSource>> OpenSource(const SourceConfig& config) {
   switch (config.type) {
@@ -127,11 +92,11 @@ int RunIngest(const IngestArgs& args) {
   options.policy = config.overflow;
   auto writer = ring::RingWriter::Open(options);
   if (!writer.ok()) return Fail(args.fd, writer.status().WithContext("source " + config.name));
-  SendLine(args.fd, "READY\n");
+  SendMessage(args.fd, ReadyMessage{});
 
-  const int64_t attach_deadline = NowNs() + int64_t{args.attach_timeout_ms} * 1'000'000;
+  const Deadline attach_deadline = Deadline::FromTimeoutMs(std::max(args.attach_timeout_ms, 0));
   while (!g_stop && (*writer)->Stats().readers_attached < args.expected_readers &&
-         NowNs() < attach_deadline) {
+         !attach_deadline.expired()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
 
@@ -140,14 +105,14 @@ int RunIngest(const IngestArgs& args) {
                      : config.fps > 0                 ? config.fps
                                                       : (*source)->native_fps();
   const int64_t interval_ns = fps > 0 ? static_cast<int64_t>(1e9 / fps) : 0;
-  const int64_t start = NowNs();
+  const int64_t start = MonotonicNowNs();
   int bad_frames_in_a_row = 0;
   const bool live =
       config.type == SourceType::kV4l2 || config.path.find("://") != std::string::npos;
   for (int64_t frame = 0; !g_stop; ++frame) {
     if (interval_ns > 0) SleepUntil(start + frame * interval_ns);
     if (g_stop) break;
-    const int64_t captured = NowNs();
+    const int64_t captured = MonotonicNowNs();
     auto more = (*source)->Advance();
     if (!more.ok()) {
       std::fprintf(stderr, "zerodet pipeline: source %s: %s\n", config.name.c_str(),
@@ -193,9 +158,8 @@ int RunIngest(const IngestArgs& args) {
     (void)(*writer)->Publish(info);
   }
   const ring::RingStats stats = (*writer)->Stats();
-  SendLine(args.fd, "STATS " + std::to_string(stats.frames_published) + " " +
-                        std::to_string(stats.frames_dropped) + " " +
-                        std::to_string(stats.frames_overwritten) + "\n");
+  SendMessage(args.fd,
+              StatsMessage{stats.frames_published, stats.frames_dropped, stats.frames_overwritten});
   writer->reset();  // clean close: workers drain the ring and finish
   return 0;
 }

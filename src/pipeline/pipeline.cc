@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,16 +16,17 @@
 #include <filesystem>
 #include <memory>
 #include <set>
-#include <sstream>
 #include <thread>
 
 #include "processes.h"
+#include "protocol.h"
+#include "zerodet/core/clock.h"
 #include "zerodet/ring/frame_ring.h"
 
 namespace zerodet::pipeline {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using Clock = MonotonicClock;
 
 // A result line with 300 detections is about 30 KB.
 constexpr size_t kResultSlotBytes = 64 * 1024;
@@ -39,7 +41,7 @@ struct Child {
   int worker = 0;  // worker number within its model
   pid_t pid = -1;  // -1: not running
   int fd = -1;     // read end of its message pipe
-  std::string buffer;
+  detail::MessageReader messages;
   bool in_flight = false;  // took a frame and has not delivered its result
   int restarts = 0;        // in a row: reset once a restarted process has run a while
   int launches = 0;
@@ -172,7 +174,7 @@ class Supervisor {
     c.fd = fds[0];
     c.pid = pid;
     c.started = Clock::now();
-    c.buffer.clear();
+    c.messages = detail::MessageReader();
     c.in_flight = false;
     if (c.kind == Kind::kIngest && options_.observer.on_ingest_started) {
       options_.observer.on_ingest_started(config_.sources[static_cast<size_t>(c.index)].name, pid);
@@ -206,7 +208,7 @@ class Supervisor {
     for (const std::string& name : args.model.sources) {
       for (size_t s = 0; s < config_.sources.size(); ++s) {
         if (config_.sources[s].name == name) {
-          args.sources.emplace_back(name, RingName(static_cast<int>(s)));
+          args.sources.push_back({static_cast<uint32_t>(s), name, RingName(static_cast<int>(s))});
         }
       }
     }
@@ -252,52 +254,53 @@ class Supervisor {
     }
   }
 
+  // Reads what the child wrote and handles each complete message. A child that breaks the
+  // protocol is faulty: it is killed, and supervision restarts it like any crashed child.
   void ReadMessages(Child& c) {
     char buf[65536];
     for (;;) {
       const ssize_t n = ::read(c.fd, buf, sizeof(buf));
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) break;
-      c.buffer.append(buf, static_cast<size_t>(n));
+      c.messages.Append(std::string_view(buf, static_cast<size_t>(n)));
+      for (;;) {
+        auto message = c.messages.Next();
+        if (!message.ok()) {
+          spdlog::warn("zerodet pipeline: {}: {}; killing it", Describe(c),
+                       message.status().ToString());
+          if (c.pid > 0) ::kill(c.pid, SIGKILL);
+          return;
+        }
+        if (!message->has_value()) break;
+        Handle(c, **message);
+      }
     }
-    size_t start = 0;
-    for (size_t nl; (nl = c.buffer.find('\n', start)) != std::string::npos; start = nl + 1) {
-      HandleLine(c, std::string_view(c.buffer).substr(start, nl - start));
-    }
-    c.buffer.erase(0, start);
   }
 
-  void HandleLine(Child& c, std::string_view line) {
-    auto starts = [&](std::string_view word) { return line.substr(0, word.size()) == word; };
-    if (starts("ERROR ")) {
-      if (fatal_.ok()) fatal_ = detail::ParseErrorLine(line.substr(6));
-    } else if (starts("READY")) {
-      ready_.insert(c.index);
-    } else if (starts("STATS ")) {
-      std::istringstream in{std::string(line.substr(6))};
+  void Handle(Child& c, const detail::Message& message) {
+    if (const auto* error = std::get_if<detail::ErrorMessage>(&message)) {
+      if (fatal_.ok()) fatal_ = error->status;
+    } else if (std::holds_alternative<detail::ReadyMessage>(message)) {
+      if (c.kind == Kind::kIngest) ready_.insert(c.index);
+    } else if (const auto* stats = std::get_if<detail::StatsMessage>(&message)) {
+      if (c.kind != Kind::kIngest) return;
       SourceSummary& s = summary_.sources[config_.sources[static_cast<size_t>(c.index)].name];
-      in >> s.frames_published >> s.frames_dropped >> s.frames_overwritten;
-    } else if (starts("BEGIN ")) {
+      s.frames_published = stats->frames_published;
+      s.frames_dropped = stats->frames_dropped;
+      s.frames_overwritten = stats->frames_overwritten;
+    } else if (std::holds_alternative<detail::BeginMessage>(message)) {
       c.in_flight = true;
-    } else if (starts("RESULT ")) {
+    } else if (const auto* result = std::get_if<detail::ResultMessage>(&message)) {
+      if (c.kind != Kind::kWorker || result->source >= config_.sources.size()) return;
       c.in_flight = false;
-      const std::string_view json = line.substr(7);
-      std::fwrite(json.data(), 1, json.size(), out_);
+      std::fwrite(result->json.data(), 1, result->json.size(), out_);
       std::fputc('\n', out_);
-      if (results_ring_ != nullptr) PublishResult(json);
+      if (results_ring_ != nullptr) PublishResult(result->json);
       const std::string& model = config_.models[static_cast<size_t>(c.index)].name;
       ++summary_.models[model].results;
       if (options_.observer.on_result) {
-        // The source and sequence lead the line: {"source":"...","sequence":N,...
-        const size_t sq = json.find("\"sequence\":");
-        const size_t src = json.find("\"source\":\"");
-        const std::string source =
-            src == std::string_view::npos
-                ? ""
-                : std::string(json.substr(src + 10, json.find('"', src + 10) - (src + 10)));
-        const uint64_t sequence =
-            sq == std::string_view::npos ? 0 : std::strtoull(json.data() + sq + 11, nullptr, 10);
-        options_.observer.on_result(model, c.worker, c.pid, source, sequence);
+        options_.observer.on_result(model, c.worker, c.pid, config_.sources[result->source].name,
+                                    result->sequence);
       }
     }
   }
