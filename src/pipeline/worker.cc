@@ -2,7 +2,6 @@
 // model's work group and runs the detector on the pixels in shared memory (preprocessing
 // writes straight into the model's input buffer; the frame itself is never copied).
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -14,19 +13,16 @@
 #include "zerodet/codec/annotate.h"
 #include "zerodet/core/clock.h"
 #include "zerodet/core/detection.h"
+#include "zerodet/core/detection_json.h"
 #include "zerodet/infer/detector.h"
 #include "zerodet/ring/frame_ring.h"
 
 namespace zerodet::pipeline::detail {
 namespace {
 
+// Milliseconds with 2 decimals, for the latency fields.
 double Ms(int64_t ns) {
-  return std::round(static_cast<double>(ns) / 1e4) / 100.0;
-}
-// Rounds to 1/scale (scale 10: one decimal). Dividing last keeps the JSON short (348.9, not
-// 348.90000000000003).
-double Round(double v, double scale) {
-  return std::round(v * scale) / scale;
+  return RoundTo(static_cast<double>(ns) / 1e6, 2);
 }
 
 struct Input {
@@ -34,10 +30,12 @@ struct Input {
   std::unique_ptr<ring::RingReader> reader;  // null once the source has ended
 };
 
-nlohmann::json ResultJson(const WorkerArgs& args, const Detector& detector, const Input& input,
-                          const ring::FrameInfo& info, int64_t taken_ns,
-                          const Result<DetectionResult>& result) {
-  nlohmann::json line;
+// The result line of one frame (see pipeline.h); detections in the one format of
+// core/detection_json.h.
+nlohmann::ordered_json ResultJson(const WorkerArgs& args, const Detector& detector,
+                                  const Input& input, const ring::FrameInfo& info, int64_t taken_ns,
+                                  const Result<DetectionResult>& result) {
+  nlohmann::ordered_json line;
   line["source"] = input.source.name;
   line["sequence"] = info.sequence;
   line["timestamp_ns"] = info.timestamp_ns;
@@ -49,26 +47,13 @@ nlohmann::json ResultJson(const WorkerArgs& args, const Detector& detector, cons
     line["error"] = result.status().ToString();
     return line;
   }
-  const std::vector<std::string>& names = detector.spec().class_names;
-  nlohmann::json detections = nlohmann::json::array();
-  for (const Detection& d : result->detections) {
-    detections.push_back(
-        {{"class_id", d.class_id},
-         {"class", d.class_id >= 0 && static_cast<size_t>(d.class_id) < names.size()
-                       ? names[static_cast<size_t>(d.class_id)]
-                       : std::to_string(d.class_id)},
-         {"score", Round(d.score, 1e4)},
-         {"box",
-          {Round(d.box.x1, 10), Round(d.box.y1, 10), Round(d.box.width(), 10),
-           Round(d.box.height(), 10)}}});
-  }
-  line["detections"] = std::move(detections);
+  line["detections"] = DetectionsToJson(result->detections, detector.spec().class_names);
   const StageTimings& t = result->timing;
   line["latency_ms"] = {{"decode", Ms(info.publish_time_ns - info.timestamp_ns)},
                         {"queue", Ms(taken_ns - info.publish_time_ns)},
-                        {"preprocess", Round(t.preprocess_ms, 100)},
-                        {"infer", Round(t.infer_ms, 100)},
-                        {"postprocess", Round(t.postprocess_ms, 100)},
+                        {"preprocess", RoundTo(t.preprocess_ms, 2)},
+                        {"infer", RoundTo(t.infer_ms, 2)},
+                        {"postprocess", RoundTo(t.postprocess_ms, 2)},
                         {"total", Ms(MonotonicNowNs() - info.timestamp_ns)}};
   return line;
 }
@@ -152,8 +137,10 @@ int RunWorker(const WorkerArgs& args) {
         }
       }
       lease->Release();
-      const nlohmann::json line = ResultJson(args, **detector, input, info, taken, result);
-      SendMessage(args.fd, ResultMessage{input.source.index, info.sequence, line.dump()});
+      SendMessage(
+          args.fd,
+          ResultMessage{input.source.index, info.sequence,
+                        ToJsonLine(ResultJson(args, **detector, input, info, taken, result))});
     }
     turn = (turn + 1) % inputs.size();
   }

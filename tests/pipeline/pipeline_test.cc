@@ -49,11 +49,11 @@ class PipelineTest : public ::testing::Test {
     return config;
   }
 
-  static std::vector<nlohmann::json> ReadLines(const std::string& path) {
-    std::vector<nlohmann::json> lines;
+  static std::vector<nlohmann::ordered_json> ReadLines(const std::string& path) {
+    std::vector<nlohmann::ordered_json> lines;
     std::ifstream in(path);
     for (std::string line; std::getline(in, line);) {
-      lines.push_back(nlohmann::json::parse(line));
+      lines.push_back(nlohmann::ordered_json::parse(line));
     }
     return lines;
   }
@@ -66,7 +66,7 @@ zerodet::testing::TempDir* PipelineTest::temp_ = nullptr;
 std::filesystem::path* PipelineTest::dir_ = nullptr;
 std::filesystem::path* PipelineTest::clip_ = nullptr;
 
-bool HasDetection(const nlohmann::json& line, const std::string& name, double min_score) {
+bool HasDetection(const nlohmann::ordered_json& line, const std::string& name, double min_score) {
   for (const auto& d : line["detections"]) {
     if (d["class"] == name && d["score"].get<double>() >= min_score) return true;
   }
@@ -102,8 +102,11 @@ TEST_F(PipelineTest, EveryFrameIsDetectedOnceByOneWorkerOfTheGroup) {
 
   const auto lines = ReadLines(config.results);
   ASSERT_EQ(lines.size(), frames);
-  std::map<uint64_t, nlohmann::json> by_sequence;
+  std::map<uint64_t, nlohmann::ordered_json> by_sequence;
   for (const auto& line : lines) {
+    ASSERT_GE(line.size(), 2u);
+    EXPECT_EQ(line.begin().key(), "source");  // source and sequence lead every line
+    EXPECT_EQ(std::next(line.begin()).key(), "sequence");
     EXPECT_EQ(line["source"], "clip");
     EXPECT_EQ(line["model"], "yolov8n");
     EXPECT_EQ(line["width"], 640);
@@ -124,7 +127,7 @@ TEST_F(PipelineTest, EveryFrameIsDetectedOnceByOneWorkerOfTheGroup) {
     ASSERT_TRUE(lease.ok()) << lease.status().ToString();
     EXPECT_EQ(lease->info().format, ring::FrameFormat::kEncoded);
     const std::span<const uint8_t> payload = lease->payload();
-    EXPECT_EQ(nlohmann::json::parse(payload.begin(), payload.end()), line);
+    EXPECT_EQ(nlohmann::ordered_json::parse(payload.begin(), payload.end()), line);
   }
   EXPECT_EQ(consumer->Read(std::chrono::milliseconds(0)).status().code(),
             StatusCode::kUnavailable);  // closed at the end of the run
@@ -147,17 +150,26 @@ TEST_F(PipelineTest, EveryFrameIsDetectedOnceByOneWorkerOfTheGroup) {
   EXPECT_TRUE(HasDetection(by_sequence[4], "giraffe", 0.5));
   EXPECT_TRUE(HasDetection(by_sequence[5], "horse", 0.5));
   EXPECT_TRUE(HasDetection(by_sequence[9], "person", 0.5));
-  // The dog box, as in the reference for dog.jpg (x 131 y 219 w 177 h 320 at 768x576), scaled
-  // by 640/768 into the video frame.
+  // The dog box in the one detection format of zerodet (as `zerodet detect` writes it):
+  // [x1, y1, x2, y2] in frame pixels. The reference for dog.jpg is 131,219 - 308,539 at
+  // 768x576, scaled by 640/768 into the video frame.
+  bool dog = false;
   for (const auto& d : by_sequence[2]["detections"]) {
     if (d["class"] != "dog") continue;
+    dog = true;
+    EXPECT_EQ(d["class_id"], 16);
     const double scale = 640.0 / 768.0;
     EXPECT_NEAR(d["box"][0].get<double>(), 131 * scale, 8);
     EXPECT_NEAR(d["box"][1].get<double>(), 219 * scale, 8);
-    EXPECT_NEAR(d["box"][2].get<double>(), 177 * scale, 8);
-    EXPECT_NEAR(d["box"][3].get<double>(), 320 * scale, 8);
+    EXPECT_NEAR(d["box"][2].get<double>(), 308 * scale, 8);
+    EXPECT_NEAR(d["box"][3].get<double>(), 539 * scale, 8);
+    // The same keys, in the same order, as core's serializer.
+    std::vector<std::string> keys;
+    for (const auto& [key, value] : d.items()) keys.push_back(key);
+    EXPECT_EQ(keys, (std::vector<std::string>{"class_id", "class", "score", "box"}));
     break;
   }
+  EXPECT_TRUE(dog);
 }
 
 TEST_F(PipelineTest, TwoModelsShareOneDecode) {

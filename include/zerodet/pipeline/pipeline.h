@@ -4,14 +4,17 @@
 // shared memory; the supervisor (the calling process) writes the workers' results as JSON lines
 // and restarts processes that die.
 //
-// Result line (one per frame and model):
+// Result line (one per frame and model), keys in this order:
 //   {"source":"gate","sequence":12,"timestamp_ns":...,"model":"yolov8n","worker":1,
-//    "width":640,"height":480,"detections":[{"class_id":16,"class":"dog","score":0.95,
-//    "box":[x,y,w,h]}],"latency_ms":{"decode":..,"queue":..,"preprocess":..,"infer":..,
-//    "postprocess":..,"total":..}}
-// timestamp_ns is CLOCK_MONOTONIC when the ingest started decoding the frame; "decode" runs
-// from then to publication in the ring, "queue" from publication to a worker taking it, "total"
-// from timestamp_ns to the result.
+//    "width":640,"height":480,"detections":[{"class_id":16,"class":"dog","score":0.9559,
+//    "box":[131.13,219.11,308.27,539.73]}],"latency_ms":{"decode":..,"queue":..,
+//    "preprocess":..,"infer":..,"postprocess":..,"total":..}}
+// "detections" is the one detection format of zerodet (core/detection_json.h, the same as
+// `zerodet detect`): box [x1, y1, x2, y2] in the frame's pixels, class names from the model.
+// A frame the detector failed on has "error" (the message) instead of "detections" and
+// "latency_ms". timestamp_ns is CLOCK_MONOTONIC when the ingest started decoding the frame;
+// "decode" runs from then to publication in the ring, "queue" from publication to a worker
+// taking it, "total" from timestamp_ns to the result (milliseconds, 2 decimals).
 //
 // With output.results_ring set, the supervisor also publishes each line (FrameFormat::kEncoded,
 // 64 KiB slots, newest 64 kept) into a ring of that name, for local consumers that attach with
