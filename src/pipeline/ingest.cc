@@ -1,6 +1,7 @@
 // The ingest process of one source: decode each frame once, straight into a ring slot, paced
 // at the source's frame rate. It never waits for workers: a full ring overwrites or drops.
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -48,8 +49,13 @@ void SleepUntil(int64_t deadline_ns) {
 
 Result<std::unique_ptr<FrameSource>> OpenSource(const SourceConfig& config) {
   switch (config.type) {
-    case SourceType::kVideo:
-      return OpenVideoSource(config.path, config.loop);
+    case SourceType::kVideo: {
+      VideoOptions video;
+      video.loop = config.loop;
+      // A stop request ends a blocking open or read (a stream that does not answer).
+      video.interrupted = [] { return g_stop != 0; };
+      return OpenVideoSource(config.path, video);
+    }
     case SourceType::kImageFolder:
       return OpenImageFolderSource(config.path, config.loop);
     case SourceType::kV4l2: {
@@ -69,6 +75,10 @@ Result<std::unique_ptr<FrameSource>> OpenSource(const SourceConfig& config) {
 }  // namespace
 
 int RunIngest(const IngestArgs& args) {
+  // SIGTERM (from the supervisor, or when it dies: see Spawn in pipeline.cc) and SIGINT
+  // (Ctrl-C reaches the whole process group) end the source cleanly: the ring is closed and
+  // unlinked, and workers drain it. No SA_RESTART: a blocking call returns EINTR and sees the
+  // flag.
   struct sigaction action = {};
   action.sa_handler = OnTerminate;
   ::sigaction(SIGTERM, &action, nullptr);
@@ -77,10 +87,10 @@ int RunIngest(const IngestArgs& args) {
   const SourceConfig& config = args.source;
   auto source = OpenSource(config);
   if (!source.ok()) {
+    if (g_stop) return 0;  // asked to stop while opening: nothing to report
     // After a restart (a dropped stream), failing to reopen means "try again later".
     if (args.restarted) {
-      std::fprintf(stderr, "zerodet pipeline: source %s: %s\n", config.name.c_str(),
-                   source.status().ToString().c_str());
+      spdlog::warn("zerodet pipeline: source {}: {}", config.name, source.status().ToString());
       ExitForRestart();
     }
     return Fail(args.fd, source.status().WithContext("source " + config.name));
@@ -115,13 +125,13 @@ int RunIngest(const IngestArgs& args) {
     const int64_t captured = MonotonicNowNs();
     auto more = (*source)->Advance();
     if (!more.ok()) {
-      std::fprintf(stderr, "zerodet pipeline: source %s: %s\n", config.name.c_str(),
-                   more.status().ToString().c_str());
-      // A source that fails from the start is fatal (wrong path, not a video). Later, a bad
-      // frame is skipped like a camera glitch, while a read error (a dropped stream) or a run
-      // of bad frames ends this process: the supervisor restarts it after its backoff, which
-      // reopens (reconnects) the source and resumes the ring.
+      if (g_stop) break;  // a read the stop request interrupted
+      // A source that fails from the start is fatal (wrong path, not a video): the supervisor
+      // reports it. Later, a bad frame is skipped like a camera glitch, while a read error (a
+      // dropped stream) or a run of bad frames ends this process: the supervisor restarts it
+      // after its backoff, which reopens (reconnects) the source and resumes the ring.
       if (frame == 0 && !args.restarted) return Fail(args.fd, more.status());
+      spdlog::warn("zerodet pipeline: source {}: {}", config.name, more.status().ToString());
       if (more.status().code() != StatusCode::kCorruptData || ++bad_frames_in_a_row > 100) {
         ExitForRestart();
       }
@@ -132,9 +142,8 @@ int RunIngest(const IngestArgs& args) {
       // The end of a file ends the source; the end of a network stream (RTSP) means the
       // connection dropped: exit so that the supervisor reconnects after its backoff.
       if (live && !g_stop) {
-        std::fprintf(stderr,
-                     "zerodet pipeline: source %s: stream ended after %lld frames; reconnecting\n",
-                     config.name.c_str(), static_cast<long long>(frame));
+        spdlog::warn("zerodet pipeline: source {}: stream ended after {} frames; reconnecting",
+                     config.name, frame);
         ExitForRestart();
       }
       break;
@@ -144,8 +153,7 @@ int RunIngest(const IngestArgs& args) {
     const Status written = (*source)->WriteRgb(*slot);
     if (!written.ok()) {
       (*writer)->Abandon();
-      std::fprintf(stderr, "zerodet pipeline: source %s: %s\n", config.name.c_str(),
-                   written.ToString().c_str());
+      spdlog::warn("zerodet pipeline: source {}: {}", config.name, written.ToString());
       continue;
     }
     ring::FrameInfo info;

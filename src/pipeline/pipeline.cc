@@ -32,6 +32,17 @@ using Clock = MonotonicClock;
 constexpr size_t kResultSlotBytes = 64 * 1024;
 // A restarted process that runs this long is considered recovered.
 constexpr auto kStableRun = std::chrono::seconds(30);
+// After a stop request, children still running this much later are killed.
+constexpr auto kStopGrace = std::chrono::seconds(30);
+
+// "exit code 4", "killed by signal 9 (Killed)".
+std::string ExitDescription(int wait_status) {
+  if (WIFSIGNALED(wait_status)) {
+    return "killed by signal " + std::to_string(WTERMSIG(wait_status)) + " (" +
+           ::strsignal(WTERMSIG(wait_status)) + ")";
+  }
+  return "exit code " + std::to_string(WEXITSTATUS(wait_status));
+}
 
 enum class Kind { kIngest, kWorker };
 
@@ -94,7 +105,9 @@ class Supervisor {
     // Rings first: every ingest must report READY (its ring exists) before workers attach.
     for (Child& c : children_) ZD_RETURN_IF_ERROR(Spawn(c));
     for (Child& c : children_) ZD_RETURN_IF_ERROR(AwaitReady(c));
-    for (size_t m = 0; m < config_.models.size(); ++m) {
+    // Asked to stop while the sources were opening: no worker is needed any more.
+    const size_t model_count = StopRequested() ? 0 : config_.models.size();
+    for (size_t m = 0; m < model_count; ++m) {
       for (int w = 0; w < config_.models[m].workers; ++w) {
         Child c;
         c.kind = Kind::kWorker;
@@ -107,23 +120,41 @@ class Supervisor {
       if (c.kind == Kind::kWorker) ZD_RETURN_IF_ERROR(Spawn(c));
     }
     bool stopping = false;
+    Deadline stop_grace = Deadline::Never();
     while (!AllDone()) {
-      if (!stopping && options_.stop != nullptr && options_.stop->load()) {
+      if (!stopping && StopRequested()) {
+        // Ingests close their rings; workers drain them and exit. Nothing is restarted.
         stopping = true;
+        stop_grace = Deadline::After(kStopGrace);
         for (Child& c : children_) {
           if (c.kind == Kind::kIngest && c.pid > 0) ::kill(c.pid, SIGTERM);
+          if (c.pid < 0) c.done = true;
         }
+      }
+      if (stopping && stop_grace.expired()) {
+        // A child that ignores the request (stuck in a driver, a model that takes minutes per
+        // frame) must not keep the pipeline from ending.
+        for (Child& c : children_) {
+          if (c.pid > 0) {
+            spdlog::warn("zerodet pipeline: {} did not stop within {} s; killing it", Describe(c),
+                         kStopGrace.count());
+            ::kill(c.pid, SIGKILL);
+          }
+        }
+        stop_grace = Deadline::Never();
       }
       PollMessages(100);
       ZD_RETURN_IF_ERROR(fatal_);
       ZD_RETURN_IF_ERROR(ReapChildren(stopping));
-      ZD_RETURN_IF_ERROR(RestartDue());
+      if (!stopping) ZD_RETURN_IF_ERROR(RestartDue());
     }
     std::fflush(out_);
     return summary_;
   }
 
  private:
+  bool StopRequested() const { return options_.stop != nullptr && options_.stop->load(); }
+
   bool SourceEnded(int s) const {
     for (const Child& c : children_) {
       if (c.kind == Kind::kIngest && c.index == s) return c.done;
@@ -230,8 +261,12 @@ class Supervisor {
         ZD_RETURN_IF_ERROR(fatal_);
         c.pid = -1;
         c.done = true;
-        return UnavailableError(Describe(c) + " exited before its ring was ready");
+        // It saw the stop request first (Ctrl-C reaches the whole process group).
+        if (StopRequested()) return Status::Ok();
+        return UnavailableError(Describe(c) + " exited before its ring was ready (" +
+                                ExitDescription(status) + ")");
       }
+      if (StopRequested()) return Status::Ok();  // Run stops it
     }
   }
 
@@ -340,9 +375,7 @@ class Supervisor {
       if (WIFEXITED(status) && WEXITSTATUS(status) == detail::kExitFatal) {
         return UnavailableError(Describe(*c) + " failed and cannot be restarted");
       }
-      const std::string why = WIFSIGNALED(status)
-                                  ? "killed by signal " + std::to_string(WTERMSIG(status))
-                                  : "exit code " + std::to_string(WEXITSTATUS(status));
+      const std::string why = ExitDescription(status);
       if (c->kind == Kind::kIngest) {
         if (clean || stopping) {
           c->done = true;
@@ -366,8 +399,7 @@ class Supervisor {
         }
         if (!any_source_running) {
           // Its rings are closed and unlinked: a new worker could not attach to them.
-          std::fprintf(stderr, "zerodet pipeline: %s died (%s) after its sources ended\n",
-                       Describe(*c).c_str(), why.c_str());
+          spdlog::warn("zerodet pipeline: {} died ({}) after its sources ended", Describe(*c), why);
           c->done = true;
           continue;
         }
@@ -384,8 +416,8 @@ class Supervisor {
       ++c->restarts;
       // Exponential backoff (a stream that keeps dropping is retried less and less often).
       const int backoff_ms = config_.restart_backoff_ms << std::min(c->restarts - 1, 6);
-      std::fprintf(stderr, "zerodet pipeline: %s stopped (%s); restarting in %d ms\n",
-                   Describe(*c).c_str(), why.c_str(), backoff_ms);
+      spdlog::warn("zerodet pipeline: {} stopped ({}); restarting in {} ms", Describe(*c), why,
+                   backoff_ms);
       c->restart_at = Clock::now() + std::chrono::milliseconds(backoff_ms);
     }
   }

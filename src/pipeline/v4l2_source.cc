@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "camera_frame.h"
+#include "zerodet/core/unique_fd.h"
 #include "zerodet/pipeline/source.h"
 
 namespace zerodet::pipeline {
@@ -51,14 +52,18 @@ class V4l2Source final : public FrameSource {
  public:
   static Result<std::unique_ptr<FrameSource>> Open(const std::string& device,
                                                    const CameraOptions& options) {
-    struct stat st;
-    if (::stat(device.c_str(), &st) != 0) return ErrnoError("camera " + device, errno);
+    // O_NONBLOCK: opening never waits (a FIFO given as the device would), and VIDIOC_DQBUF
+    // does not block either (Advance polls). The type is checked on the open descriptor, not
+    // with a stat() of the path that something could replace in between. O_NOCTTY: a terminal
+    // given by mistake does not become this process's controlling terminal.
+    UniqueFd fd(::open(device.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+    if (!fd.valid()) return ErrnoError("camera " + device, errno);
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) return ErrnoError("camera " + device + ": fstat", errno);
     if (!S_ISCHR(st.st_mode)) {
       return InvalidArgumentError("camera " + device + " is not a character device");
     }
-    const int fd = ::open(device.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) return ErrnoError("cannot open camera " + device, errno);
-    auto source = std::unique_ptr<V4l2Source>(new V4l2Source(device, fd, options));
+    auto source = std::unique_ptr<V4l2Source>(new V4l2Source(device, fd.Release(), options));
     ZD_RETURN_IF_ERROR(source->Negotiate());
     ZD_RETURN_IF_ERROR(source->StartStreaming());
     return std::unique_ptr<FrameSource>(std::move(source));

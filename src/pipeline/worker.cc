@@ -1,6 +1,8 @@
 // A worker process of one model: takes frames from its sources' rings as a member of the
 // model's work group and runs the detector on the pixels in shared memory (preprocessing
 // writes straight into the model's input buffer; the frame itself is never copied).
+#include <spdlog/spdlog.h>
+
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -133,7 +135,7 @@ int RunWorker(const WorkerArgs& args) {
         const Status written = WriteAnnotatedJpeg(lease->image(), result->detections,
                                                   (*detector)->spec().class_names, path);
         if (!written.ok()) {
-          std::fprintf(stderr, "zerodet pipeline: %s\n", written.ToString().c_str());
+          spdlog::warn("zerodet pipeline: {}", written.ToString());
         }
       }
       lease->Release();

@@ -3,6 +3,7 @@
 // runs when the machine has a camera at /dev/video0 (or $ZERODET_TEST_CAMERA); CI machines have
 // none, so there it is skipped and says so.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cmath>
@@ -218,6 +219,12 @@ TEST(V4l2SourceTest, DeviceErrorsAreClear) {
   auto regular = OpenV4l2Source(file, {});
   ASSERT_FALSE(regular.ok());
   EXPECT_NE(regular.status().message().find("not a character device"), std::string::npos);
+  // A FIFO given as the camera is refused at once (opening it must not wait for a writer).
+  const std::string fifo = temp.File("video1");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto from_fifo = OpenV4l2Source(fifo, {});
+  EXPECT_EQ(from_fifo.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(from_fifo.status().message().find("not a character device"), std::string::npos);
 
   CameraOptions bad;
   bad.buffers = 1;

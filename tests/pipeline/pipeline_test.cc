@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <atomic>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -266,6 +267,29 @@ TEST_F(PipelineTest, AKilledIngestIsRestartedAndResumesItsRing) {
   }
   EXPECT_EQ(sequences.size(), model.results);
   EXPECT_EQ(*sequences.rbegin(), source.frames_published);
+}
+
+TEST_F(PipelineTest, AStopRequestWhileASourceIsStillOpeningEndsThePipeline) {
+  // A camera that accepts the connection and never answers: the ingest waits in FFmpeg. The
+  // supervisor used to wait for its READY without looking at the stop flag, and the ingest
+  // could not be interrupted: Ctrl-C did nothing.
+  testing::SilentServer camera;
+  ASSERT_GT(camera.port(), 0);
+  PipelineConfig config = Config("stalled.jsonl");
+  config.sources[0].path = "rtsp://127.0.0.1:" + std::to_string(camera.port()) + "/cam";
+  std::atomic<bool> stop{false};
+  PipelineOptions options;
+  options.stop = &stop;
+  options.observer.on_ingest_started = [&](const std::string&, pid_t) { stop = true; };
+  bool worker_started = false;
+  options.observer.on_worker_started = [&](const std::string&, int, pid_t) {
+    worker_started = true;
+  };
+  auto summary = RunPipeline(config, options);
+  ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  EXPECT_EQ(summary->sources["clip"].frames_published, 0u);
+  EXPECT_EQ(summary->models["yolov8n"].results, 0u);
+  EXPECT_FALSE(worker_started) << "no model needs loading once the run is stopped";
 }
 
 TEST_F(PipelineTest, AnUnopenableSourceOrModelFailsWithItsName) {

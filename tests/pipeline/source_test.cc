@@ -3,7 +3,10 @@
 #include "zerodet/pipeline/source.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -43,7 +46,7 @@ double MeanAbsDiff(const uint8_t* a, const uint8_t* b, size_t n) {
 
 TEST_F(VideoSourceTest, DecodesEveryFrameAsRgbOfTheStreamSize) {
   ASSERT_FALSE(clip_->empty()) << "ffmpeg could not make the test clip (is ffmpeg installed?)";
-  auto source = OpenVideoSource(clip_->string(), /*loop=*/false);
+  auto source = OpenVideoSource(clip_->string());
   ASSERT_TRUE(source.ok()) << source.status().ToString();
   EXPECT_EQ((*source)->max_frame_bytes(), 640u * 480u * 3u);
   EXPECT_NEAR((*source)->native_fps(), 2.0, 1e-6);
@@ -80,7 +83,9 @@ TEST_F(VideoSourceTest, DecodesEveryFrameAsRgbOfTheStreamSize) {
 
 TEST_F(VideoSourceTest, LoopingStartsOverAtTheEnd) {
   ASSERT_FALSE(clip_->empty());
-  auto source = OpenVideoSource(clip_->string(), /*loop=*/true);
+  VideoOptions looping;
+  looping.loop = true;
+  auto source = OpenVideoSource(clip_->string(), looping);
   ASSERT_TRUE(source.ok()) << source.status().ToString();
   const size_t photos = testing::SharedPhotos().size();
   std::vector<uint8_t> first(640 * 480 * 3), again(640 * 480 * 3);
@@ -98,7 +103,7 @@ TEST_F(VideoSourceTest, LoopingStartsOverAtTheEnd) {
 }
 
 TEST_F(VideoSourceTest, BadInputIsAnError) {
-  auto missing = OpenVideoSource((*dir_ / "missing.mp4").string(), false);
+  auto missing = OpenVideoSource((*dir_ / "missing.mp4").string());
   EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
   EXPECT_NE(missing.status().message().find("missing.mp4"), std::string::npos);
   const auto text = *dir_ / "notes.mp4";
@@ -106,14 +111,55 @@ TEST_F(VideoSourceTest, BadInputIsAnError) {
     std::ofstream out(text);
     out << "this is not a video\n";
   }
-  auto garbage = OpenVideoSource(text.string(), false);
+  auto garbage = OpenVideoSource(text.string());
   EXPECT_FALSE(garbage.ok());
   EXPECT_NE(garbage.status().message().find("notes.mp4"), std::string::npos);
-  auto source = OpenVideoSource(clip_->string(), false);
+  auto source = OpenVideoSource(clip_->string());
   ASSERT_TRUE(source.ok());
   ASSERT_TRUE(*(*source)->Advance());
   std::vector<uint8_t> small(100);
   EXPECT_EQ((*source)->WriteRgb(small).code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(VideoSourceTest, AFifoDeviceOrDirectoryIsRefusedWithoutBlocking) {
+  // libavformat opens a local path for reading: on a FIFO without a writer that never returns.
+  const std::string fifo = (*dir_ / "camera.mp4").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto from_fifo = OpenVideoSource(fifo);
+  EXPECT_EQ(from_fifo.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(from_fifo.status().message().find("camera.mp4: is a FIFO"), std::string::npos)
+      << from_fifo.status().ToString();
+  auto from_dir = OpenVideoSource(dir_->string());
+  EXPECT_EQ(from_dir.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(from_dir.status().message().find("directory"), std::string::npos)
+      << from_dir.status().ToString();
+  auto from_device = OpenVideoSource("/dev/zero");
+  EXPECT_EQ(from_device.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(from_device.status().message().find("character device"), std::string::npos)
+      << from_device.status().ToString();
+}
+
+TEST(VideoSourceStallTest, AStreamThatNeverAnswersTimesOutOrIsInterrupted) {
+  testing::SilentServer server;
+  ASSERT_GT(server.port(), 0);
+  const std::string url = "rtsp://127.0.0.1:" + std::to_string(server.port()) + "/cam";
+  VideoOptions options;
+  options.open_timeout_ms = 300;
+  auto timed_out = OpenVideoSource(url, options);
+  EXPECT_EQ(timed_out.status().code(), StatusCode::kUnavailable) << timed_out.status().ToString();
+  EXPECT_NE(timed_out.status().message().find("no answer within 300 ms"), std::string::npos)
+      << timed_out.status().ToString();
+  EXPECT_NE(timed_out.status().message().find(url), std::string::npos);
+
+  // The pipeline's stop request ends the wait too, whatever the timeout.
+  options.open_timeout_ms = 0;
+  std::atomic<int> polls{0};
+  options.interrupted = [&] { return ++polls > 3; };
+  auto interrupted = OpenVideoSource(url, options);
+  EXPECT_EQ(interrupted.status().code(), StatusCode::kUnavailable)
+      << interrupted.status().ToString();
+  EXPECT_NE(interrupted.status().message().find("interrupted"), std::string::npos)
+      << interrupted.status().ToString();
 }
 
 TEST(ImageFolderSourceTest, ReplaysThePhotosInNameOrderWithTheCodecsPixels) {

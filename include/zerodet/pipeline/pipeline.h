@@ -77,7 +77,9 @@ struct PipelineObserver {
 
 struct PipelineOptions {
   // Set to true (e.g. from a signal handler) to stop: ingests close their rings, workers finish
-  // the frames in them, then everything exits.
+  // the frames in them, then everything exits; processes still running 30 s later are killed.
+  // Honoured from the start, also while sources are still opening (a stream that does not
+  // answer): no worker is started then.
   std::atomic<bool>* stop = nullptr;
   PipelineObserver observer;
   // Name prefix of this run's rings (default "zp-<pid>-"); must be a valid ring name prefix.
