@@ -189,6 +189,70 @@ TEST(ImageFolderSourceTest, ReplaysThePhotosInNameOrderWithTheCodecsPixels) {
   EXPECT_FALSE(*end);
 }
 
+// Copies a shared photo into `dir` under `name`.
+void CopyPhoto(const std::string& photo, const std::filesystem::path& dir,
+               const std::string& name) {
+  std::filesystem::copy_file(std::filesystem::path(ZERODET_SHARED_DIR "/images") / photo,
+                             dir / name);
+}
+
+TEST(ImageFolderSourceTest, AnUnusableImageIsReportedAndSkipped) {
+  // Each of these used to stop the whole source: an unreadable header at the scan, and a
+  // symlink loop as the last entry threw out of std::filesystem's iterator.
+  const zerodet::testing::TempDir temp("image-folder-skip");
+  const std::filesystem::path& dir = temp.path();
+  CopyPhoto("bus.jpg", dir, "a-bus.jpg");
+  std::ofstream(dir / "b-broken.jpg") << "not a jpeg";
+  std::filesystem::create_symlink(dir / "c-missing.png", dir / "c-dangling.png");
+  std::filesystem::create_directory(dir / "d-folder.jpg");
+  ASSERT_EQ(::mkfifo((dir / "e-fifo.bmp").c_str(), 0600), 0);
+  CopyPhoto("dog.jpg", dir, "f-dog.JPG");
+  std::ofstream(dir / "notes.txt") << "not an image, and not reported";
+  std::filesystem::create_symlink(dir / "z-loop.jpg", dir / "z-loop.jpg");  // the last entry
+
+  zerodet::testing::CapturedLog log;
+  auto source = OpenImageFolderSource(dir.string(), /*loop=*/false);
+  ASSERT_TRUE(source.ok()) << source.status().ToString();
+  std::vector<int> widths;
+  for (;;) {
+    auto more = (*source)->Advance();
+    ASSERT_TRUE(more.ok()) << more.status().ToString();
+    if (!*more) break;
+    widths.push_back((*source)->width());
+  }
+  EXPECT_EQ(widths, (std::vector<int>{810, 768}));  // bus, dog
+  const std::string reported = log.Text();
+  for (const char* name :
+       {"b-broken.jpg", "c-dangling.png", "d-folder.jpg", "e-fifo.bmp", "z-loop.jpg"}) {
+    EXPECT_NE(reported.find(name), std::string::npos) << name << " not reported in:\n" << reported;
+  }
+  EXPECT_NE(reported.find("symlink loop"), std::string::npos) << reported;
+  EXPECT_EQ(reported.find("notes.txt"), std::string::npos) << reported;
+}
+
+TEST(ImageFolderSourceTest, AnImageThatBreaksAfterTheScanIsSkippedWhenItsTurnComes) {
+  const zerodet::testing::TempDir temp("image-folder-later");
+  const std::filesystem::path& dir = temp.path();
+  CopyPhoto("bus.jpg", dir, "1.jpg");
+  CopyPhoto("dog.jpg", dir, "2.jpg");
+  auto source = OpenImageFolderSource(dir.string(), /*loop=*/true);
+  ASSERT_TRUE(source.ok()) << source.status().ToString();
+  std::filesystem::remove(dir / "2.jpg");
+  zerodet::testing::CapturedLog log;
+  for (int i = 0; i < 3; ++i) {
+    auto more = (*source)->Advance();
+    ASSERT_TRUE(more.ok() && *more) << "frame " << i;
+    EXPECT_EQ((*source)->width(), 810) << "frame " << i;  // bus.jpg every time
+  }
+  EXPECT_NE(log.Text().find("2.jpg"), std::string::npos) << log.Text();
+  // When no image of the folder decodes any more, a looping replay ends with an error.
+  std::filesystem::remove(dir / "1.jpg");
+  auto none = (*source)->Advance();
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.status().message().find("none of its 2 images"), std::string::npos)
+      << none.status().ToString();
+}
+
 TEST(ImageFolderSourceTest, MissingEmptyAndCorruptFoldersAreErrors) {
   EXPECT_EQ(OpenImageFolderSource("/nonexistent/zerodet", false).status().code(),
             StatusCode::kNotFound);
@@ -203,7 +267,12 @@ TEST(ImageFolderSourceTest, MissingEmptyAndCorruptFoldersAreErrors) {
   }
   auto corrupt = OpenImageFolderSource(dir.string(), false);
   EXPECT_EQ(corrupt.status().code(), StatusCode::kCorruptData);
+  EXPECT_NE(corrupt.status().message().find("no readable image"), std::string::npos)
+      << corrupt.status().ToString();
   EXPECT_NE(corrupt.status().message().find("broken.jpg"), std::string::npos);
+  // A file given as the folder.
+  auto file = OpenImageFolderSource((dir / "broken.jpg").string(), false);
+  EXPECT_EQ(file.status().code(), StatusCode::kInvalidArgument) << file.status().ToString();
 }
 
 }  // namespace

@@ -5,6 +5,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -305,6 +307,33 @@ std::string ReadText(const std::filesystem::path& path) {
   std::ostringstream text;
   text << in.rdbuf();
   return text.str();
+}
+
+}  // namespace zerodet::testing
+
+namespace zerodet::testing {
+
+struct CapturedLog::State {
+  std::shared_ptr<spdlog::logger> previous;
+  std::ostringstream text;
+};
+
+CapturedLog::CapturedLog() : state_(std::make_unique<State>()) {
+  state_->previous = spdlog::default_logger();
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(state_->text);
+  sink->set_pattern("[%l] %v");
+  auto logger = std::make_shared<spdlog::logger>("captured", std::move(sink));
+  logger->set_level(spdlog::level::trace);
+  spdlog::set_default_logger(std::move(logger));
+}
+
+CapturedLog::~CapturedLog() {
+  spdlog::set_default_logger(state_->previous);
+}
+
+std::string CapturedLog::Text() const {
+  spdlog::default_logger()->flush();
+  return state_->text.str();
 }
 
 }  // namespace zerodet::testing

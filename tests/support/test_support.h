@@ -11,6 +11,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -132,5 +133,31 @@ class ChildProcess {
 
 // The whole file as text ("" when it cannot be read).
 std::string ReadText(const std::filesystem::path& path);
+
+}  // namespace zerodet::testing
+
+namespace spdlog {
+class logger;
+}  // namespace spdlog
+
+namespace zerodet::testing {
+
+// Captures what is logged through spdlog's default logger (every level) while it lives, then
+// restores the previous default logger. For checking that a skipped item is reported. Use from
+// the test's thread; do not nest.
+class CapturedLog {
+ public:
+  CapturedLog();
+  ~CapturedLog();
+  CapturedLog(const CapturedLog&) = delete;
+  CapturedLog& operator=(const CapturedLog&) = delete;
+
+  // Everything logged so far, one line per message ("[level] message").
+  std::string Text() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
 
 }  // namespace zerodet::testing

@@ -83,9 +83,13 @@ struct CameraOptions {
 Result<std::unique_ptr<FrameSource>> OpenV4l2Source(const std::string& device,
                                                     const CameraOptions& options);
 
-// Replays the JPEG/PNG/BMP files of `folder` in name order. Headers are read up front to size
-// the slots. Errors: kNotFound (no folder), kInvalidArgument (no images in it), kCorruptData
-// (an image whose header cannot be read; names the file).
+// Replays the JPEG/PNG/BMP files of `folder` (codec::HasImageFileExtension) in name order.
+// Headers are read up front to size the slots. An image that cannot be used (unreadable, a
+// symlink loop, not a regular file, a header or later its pixels that do not decode) is
+// reported as a spdlog warning naming it and skipped, at the scan and at every pass; Advance
+// fails only when a whole pass decodes no image. Errors: as ListDirectory for the folder
+// (kNotFound, kPermissionDenied, kInvalidArgument for a file), kInvalidArgument (no image
+// file in it), or the first skipped image's error when none is readable (names the file).
 Result<std::unique_ptr<FrameSource>> OpenImageFolderSource(const std::string& folder, bool loop);
 
 }  // namespace zerodet::pipeline
