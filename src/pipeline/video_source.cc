@@ -7,6 +7,12 @@ extern "C" {
 #include <libswscale/swscale.h>
 }
 
+#include <spdlog/spdlog.h>
+
+#include <cstdarg>
+#include <mutex>
+#include <string>
+
 #include "zerodet/core/clock.h"
 #include "zerodet/core/file.h"
 #include "zerodet/pipeline/config.h"
@@ -14,6 +20,32 @@ extern "C" {
 
 namespace zerodet::pipeline {
 namespace {
+
+// FFmpeg's own messages go through zerodet's logger instead of straight to stderr, so that a
+// failure is one line there (zerodet's error, which names the source) and FFmpeg's detail shows
+// with --log-level. Its levels map two steps down: an FFmpeg error ("moov atom not found") is
+// the detail of an error zerodet reports itself, so it is info; a warning is debug; anything
+// chattier is trace.
+spdlog::level::level_enum LevelOfFfmpeg(int av_level) {
+  if (av_level <= AV_LOG_ERROR) return spdlog::level::info;
+  if (av_level <= AV_LOG_WARNING) return spdlog::level::debug;
+  return spdlog::level::trace;
+}
+
+void LogFromFfmpeg(void* context, int av_level, const char* format, va_list args) {
+  const spdlog::level::level_enum level = LevelOfFfmpeg(av_level);
+  if (!spdlog::default_logger_raw()->should_log(level)) return;
+  // FFmpeg may build one line from several calls; collect it per thread.
+  thread_local std::string line;
+  thread_local int print_prefix = 1;
+  char part[1024];
+  av_log_format_line2(context, av_level, format, args, part, sizeof(part), &print_prefix);
+  line += part;
+  if (line.empty() || line.back() != '\n') return;
+  line.pop_back();
+  spdlog::log(level, "ffmpeg: {}", line);
+  line.clear();
+}
 
 std::string AvError(int code) {
   char buf[AV_ERROR_MAX_STRING_SIZE] = {};
@@ -246,6 +278,8 @@ class VideoSource final : public FrameSource {
 
 Result<std::unique_ptr<FrameSource>> OpenVideoSource(const std::string& path,
                                                      const VideoOptions& options) {
+  static std::once_flag logging;
+  std::call_once(logging, [] { av_log_set_callback(&LogFromFfmpeg); });
   return VideoSource::Open(path, options);
 }
 

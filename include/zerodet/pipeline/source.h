@@ -55,7 +55,8 @@ struct VideoOptions {
 };
 
 // Opens a video file or a URL (anything with "://", e.g. rtsp://) with libavformat and its best
-// video stream's decoder. A local path must be a regular file: a FIFO, device or directory is
+// video stream's decoder. FFmpeg's own messages go to spdlog (its errors at info, its warnings
+// at debug, the rest at trace), not to stderr. A local path must be a regular file: a FIFO, device or directory is
 // refused without opening it for reading (which could block forever).
 // Errors: kNotFound (no such file), kPermissionDenied, kInvalidArgument (not a regular file, no
 // video stream), kUnavailable (timed out or interrupted), kIoError / kCorruptData with FFmpeg's
