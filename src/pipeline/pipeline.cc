@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <memory>
 #include <set>
@@ -20,6 +21,7 @@
 
 #include "processes.h"
 #include "protocol.h"
+#include "zerodet/core/child_process.h"
 #include "zerodet/core/clock.h"
 #include "zerodet/ring/frame_ring.h"
 
@@ -45,6 +47,26 @@ std::string ExitDescription(int wait_status) {
 }
 
 enum class Kind { kIngest, kWorker };
+
+// Signal dispositions of a fresh child, whatever the embedding program set: a handler
+// inherited from it would only set that program's flag (and make the child deaf to SIGTERM, the
+// supervisor's request and the parent-death signal), and a blocked signal would stay blocked.
+//   SIGPIPE: ignored, so a write to a supervisor that is gone fails instead of killing.
+//   SIGINT:  ignored by workers (Ctrl-C reaches the whole process group; the supervisor stops
+//            the sources and lets the workers drain them); the ingest installs its own.
+//   SIGTERM: the default (ends a worker); the ingest installs its own.
+void PrepareChildSignals(Kind kind) {
+  sigset_t none;
+  ::sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  struct sigaction action = {};
+  action.sa_handler = SIG_IGN;
+  ::sigaction(SIGPIPE, &action, nullptr);
+  action.sa_handler = kind == Kind::kWorker ? SIG_IGN : SIG_DFL;
+  ::sigaction(SIGINT, &action, nullptr);
+  action.sa_handler = SIG_DFL;
+  ::sigaction(SIGTERM, &action, nullptr);
+}
 
 struct Child {
   Kind kind = Kind::kIngest;
@@ -185,6 +207,7 @@ class Supervisor {
     if (::pipe2(fds, O_CLOEXEC) != 0) return ErrnoError("pipe", errno);
     std::fflush(nullptr);
     ++c.launches;  // before fork: the child reads it
+    const pid_t supervisor = ::getpid();
     const pid_t pid = ::fork();
     if (pid < 0) {
       const int err = errno;
@@ -193,11 +216,16 @@ class Supervisor {
       return ErrnoError("fork " + Describe(c), err);
     }
     if (pid == 0) {
+      // Children die with the supervisor, also when it is killed with SIGKILL: an ingest
+      // left behind would keep its camera and its ring in /dev/shm. SIGTERM lets an ingest
+      // close and unlink its ring; a worker just ends.
+      if (!TieToParent(supervisor, SIGTERM)) ::_exit(detail::kExitFatal);
       ::close(fds[0]);
       for (const Child& other : children_) {
         if (other.fd >= 0) ::close(other.fd);
       }
-      ::_exit(RunChild(c, fds[1]));
+      PrepareChildSignals(c.kind);
+      ::_exit(RunChildContained(c, fds[1]));
     }
     ::close(fds[1]);
     ::fcntl(fds[0], F_SETFL, O_NONBLOCK);
@@ -215,6 +243,23 @@ class Supervisor {
                                           c.worker, pid);
     }
     return Status::Ok();
+  }
+
+  // The child's module boundary: an exception (memory, a bug) becomes the child's reported
+  // error instead of std::terminate's abort, which supervision would restart again and again.
+  int RunChildContained(const Child& c, int fd) {
+    Status failed;
+    try {
+      return RunChild(c, fd);
+    } catch (const std::bad_alloc&) {
+      failed = ResourceExhaustedError(Describe(c) + ": out of memory");
+    } catch (const std::exception& e) {
+      failed = InternalError(Describe(c) + ": unexpected exception: " + e.what());
+    } catch (...) {
+      failed = InternalError(Describe(c) + ": unexpected exception");
+    }
+    detail::SendMessage(fd, detail::ErrorMessage{failed});
+    return detail::kExitFatal;
   }
 
   int RunChild(const Child& c, int fd) {
@@ -441,9 +486,7 @@ class Supervisor {
   PipelineSummary summary_;
 };
 
-}  // namespace
-
-Result<PipelineSummary> RunPipeline(const PipelineConfig& config, const PipelineOptions& options) {
+Result<PipelineSummary> Run(const PipelineConfig& config, const PipelineOptions& options) {
   if (config.sources.empty() || config.models.empty()) {
     return InvalidArgumentError("a pipeline needs at least one source and one model");
   }
@@ -474,6 +517,20 @@ Result<PipelineSummary> RunPipeline(const PipelineConfig& config, const Pipeline
   }
   Supervisor supervisor(config, options, out, results_ring.get());
   return supervisor.Run();
+}
+
+}  // namespace
+
+Result<PipelineSummary> RunPipeline(const PipelineConfig& config, const PipelineOptions& options) {
+  // The module boundary: no exception leaves it (memory, a bug, an observer that throws). The
+  // supervisor's destructor has stopped the children by the time one arrives here.
+  try {
+    return Run(config, options);
+  } catch (const std::bad_alloc&) {
+    return ResourceExhaustedError("pipeline: out of memory");
+  } catch (const std::exception& e) {
+    return InternalError(std::string("pipeline: unexpected exception: ") + e.what());
+  }
 }
 
 }  // namespace zerodet::pipeline

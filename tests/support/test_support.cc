@@ -309,6 +309,44 @@ std::string ReadText(const std::filesystem::path& path) {
   return text.str();
 }
 
+namespace {
+
+// Fields 3 (state) and 4 (ppid) of /proc/<pid>/stat; false when the process is gone.
+bool ReadProcStat(pid_t pid, char& state, pid_t& ppid) {
+  const std::string stat = ReadText("/proc/" + std::to_string(pid) + "/stat");
+  // "pid (comm) S ppid ...": comm may hold spaces and parentheses; parse after the last ')'.
+  const size_t close = stat.rfind(')');
+  if (close == std::string::npos) return false;
+  std::istringstream fields(stat.substr(close + 1));
+  long parent = 0;
+  if (!(fields >> state >> parent)) return false;
+  ppid = static_cast<pid_t>(parent);
+  return true;
+}
+
+}  // namespace
+
+std::vector<pid_t> ChildrenOf(pid_t parent) {
+  std::vector<pid_t> children;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it("/proc", ec), end; !ec && it != end;
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const auto pid = static_cast<pid_t>(std::stol(name));
+    char state = 0;
+    pid_t ppid = 0;
+    if (ReadProcStat(pid, state, ppid) && ppid == parent) children.push_back(pid);
+  }
+  return children;
+}
+
+bool ProcessAlive(pid_t pid) {
+  char state = 0;
+  pid_t ppid = 0;
+  return ReadProcStat(pid, state, ppid) && state != 'Z' && state != 'X';
+}
+
 }  // namespace zerodet::testing
 
 namespace zerodet::testing {

@@ -134,6 +134,11 @@ class ChildProcess {
 // The whole file as text ("" when it cannot be read).
 std::string ReadText(const std::filesystem::path& path);
 
+// The processes whose parent is `parent` now (from /proc), e.g. a supervisor's children.
+std::vector<pid_t> ChildrenOf(pid_t parent);
+// True while process `pid` exists and has not exited (a zombie counts as gone).
+bool ProcessAlive(pid_t pid);
+
 }  // namespace zerodet::testing
 
 namespace spdlog {
