@@ -69,6 +69,8 @@ TEST(PipelineCliTest, ConfigErrorsExitWithOneAndOneLine) {
             "sources:\n  - {name: a, path: x.mp4, fps: .nan}\nmodels:\n"
             "  - {name: m, path: m.onnx}\n");
   ExpectOneErrorLine(RunZerodet({"pipeline", yaml.string()}), {"sources[0].fps"});
+  ExpectOneErrorLine(RunZerodet({"pipeline", (dir.path() / "missing.yaml").string()}),
+                     {"missing.yaml", "no such file"});
 }
 
 TEST(PipelineCliTest, ASourceThatIsNotAVideoGivesOneLine) {
