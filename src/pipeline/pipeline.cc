@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/random.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -36,6 +37,22 @@ constexpr size_t kResultSlotBytes = 64 * 1024;
 constexpr auto kStableRun = std::chrono::seconds(30);
 // After a stop request, children still running this much later are killed.
 constexpr auto kStopGrace = std::chrono::seconds(30);
+
+// "zp-<pid>-<8 random hex digits>-". /dev/shm is shared by every user of the machine: a
+// predictable name (zp-<pid>-<source>) could be created first by another user, and the ring
+// would then be refused (never used: RingWriter only opens segments of its own user), keeping
+// the pipeline from starting. The pid keeps names readable and lets RemoveStaleRings("zp-")
+// find them.
+std::string DefaultRingPrefix() {
+  uint32_t random = 0;
+  if (::getrandom(&random, sizeof(random), GRND_NONBLOCK) != static_cast<ssize_t>(sizeof(random))) {
+    // No entropy yet (early boot): the clock is unpredictable enough against a name squatter.
+    random = static_cast<uint32_t>(MonotonicNowNs() ^ (MonotonicNowNs() >> 32));
+  }
+  char hex[9];
+  std::snprintf(hex, sizeof(hex), "%08x", random);
+  return "zp-" + std::to_string(::getpid()) + "-" + hex + "-";
+}
 
 // "exit code 4", "killed by signal 9 (Killed)".
 std::string ExitDescription(int wait_status) {
@@ -88,8 +105,7 @@ class Supervisor {
   Supervisor(const PipelineConfig& config, const PipelineOptions& options, FILE* out,
              ring::RingWriter* results_ring)
       : config_(config), options_(options), out_(out), results_ring_(results_ring) {
-    prefix_ = options.ring_prefix.empty() ? "zp-" + std::to_string(::getpid()) + "-"
-                                          : options.ring_prefix;
+    prefix_ = options.ring_prefix.empty() ? DefaultRingPrefix() : options.ring_prefix;
     for (const SourceConfig& s : config.sources) summary_.sources[s.name] = {};
     for (const ModelConfig& m : config.models) summary_.models[m.name] = {};
   }
@@ -513,7 +529,17 @@ Result<PipelineSummary> Run(const PipelineConfig& config, const PipelineOptions&
     ring_options.name = config.results_ring;
     ring_options.slot_count = 64;
     ring_options.slot_bytes = kResultSlotBytes;
-    ZD_ASSIGN_OR_RETURN(results_ring, ring::RingWriter::Open(ring_options));
+    auto opened = ring::RingWriter::Open(ring_options);
+    if (!opened.ok()) {
+      Status status =
+          opened.status().WithContext("output.results_ring '" + config.results_ring + "'");
+      if (status.code() == StatusCode::kPermissionDenied) {
+        // Ring names are machine-wide: another user's process holds this one.
+        status = PermissionDeniedError(status.message() + "; choose another name");
+      }
+      return status;
+    }
+    results_ring = std::move(opened).value();
   }
   Supervisor supervisor(config, options, out, results_ring.get());
   return supervisor.Run();

@@ -3,8 +3,11 @@
 // models fed from one decode; a worker killed with SIGKILL mid-run and restarted.
 #include "zerodet/pipeline/pipeline.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <fstream>
@@ -290,6 +293,48 @@ TEST_F(PipelineTest, AStopRequestWhileASourceIsStillOpeningEndsThePipeline) {
   EXPECT_EQ(summary->sources["clip"].frames_published, 0u);
   EXPECT_EQ(summary->models["yolov8n"].results, 0u);
   EXPECT_FALSE(worker_started) << "no model needs loading once the run is stopped";
+}
+
+// Creates /dev/shm/zerodet-ring-<name> as another user (nobody) would: root only.
+bool PlantForeignRing(const std::string& name) {
+  const std::string path = "/dev/shm/zerodet-ring-" + name;
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return false;
+  const bool chowned = ::fchown(fd, 65534, 65534) == 0;
+  ::close(fd);
+  return chowned;
+}
+
+TEST_F(PipelineTest, RingNamesAnotherUserCreatedFirstAreNeverUsed) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to create a file as another user";
+  // The frame rings of a run were named zp-<pid>-<source>: another local user could create
+  // that name in the shared /dev/shm first and keep every future pipeline of that pid from
+  // starting. Their names are unpredictable now.
+  const std::string predictable = "zp-" + std::to_string(::getpid()) + "-clip";
+  ASSERT_TRUE(PlantForeignRing(predictable));
+  PipelineConfig config = Config("foreign.jsonl");
+  config.models[0].workers = 1;
+  auto summary = RunPipeline(config);
+  EXPECT_TRUE(summary.ok()) << summary.status().ToString();
+  ::unlink(("/dev/shm/zerodet-ring-" + predictable).c_str());
+
+  // A results ring is named by the user, for consumers to find: a name another user holds is
+  // refused, naming the owner, and the foreign segment is left alone.
+  config.results_ring = "zp-test-foreign-results-" + std::to_string(::getpid());
+  ASSERT_TRUE(PlantForeignRing(config.results_ring));
+  auto refused = RunPipeline(config);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kPermissionDenied);
+  EXPECT_NE(refused.status().message().find("output.results_ring"), std::string::npos)
+      << refused.status().ToString();
+  EXPECT_NE(refused.status().message().find("uid 65534"), std::string::npos)
+      << refused.status().ToString();
+  struct stat st {};
+  const std::string foreign = "/dev/shm/zerodet-ring-" + config.results_ring;
+  ASSERT_EQ(::stat(foreign.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 65534u);
+  EXPECT_EQ(st.st_size, 0);
+  ::unlink(foreign.c_str());
 }
 
 TEST_F(PipelineTest, AnUnopenableSourceOrModelFailsWithItsName) {

@@ -26,7 +26,8 @@
 //   output:
 //     results: "-"                 # JSON lines: "-" for stdout, or a file path
 //     results_ring: gate-results   # also publish each line into this ring (optional) for
-//                                  # local consumers: RingReader, FrameFormat::kEncoded
+//                                  # local consumers: RingReader, FrameFormat::kEncoded. The
+//                                  # name is machine-wide (/dev/shm): see pipeline.h
 //     annotated_dir: annotated     # also write <source>-<model>-<sequence>.jpg with the boxes
 //                                  # drawn (optional; costs an encode per frame)
 //   supervision:

@@ -19,6 +19,12 @@
 // With output.results_ring set, the supervisor also publishes each line (FrameFormat::kEncoded,
 // 64 KiB slots, newest 64 kept) into a ring of that name, for local consumers that attach with
 // RingReader (broadcast: every consumer sees every line). The ring closes when the run ends.
+// Ring names live in /dev/shm, which every local user shares: the frame rings of a run get
+// unpredictable names (zp-<pid>-<random>-<source>), but a results ring has the name the config
+// gives it, so that consumers can find it, and another user can create that name first. The
+// pipeline then refuses to start (kPermissionDenied naming the owner; it never uses a segment
+// of another user) and the name must change: on a shared machine pick one that is not easy to
+// guess.
 //
 // Supervision: a worker that dies (crash, kill -9) is restarted after a backoff; the frame it
 // was working on is counted in frames_lost_in_flight, and the ring reclaims the slot it held.
@@ -82,7 +88,8 @@ struct PipelineOptions {
   // answer): no worker is started then.
   std::atomic<bool>* stop = nullptr;
   PipelineObserver observer;
-  // Name prefix of this run's rings (default "zp-<pid>-"); must be a valid ring name prefix.
+  // Name prefix of this run's rings (default "zp-<pid>-<8 random hex digits>-"); must be a
+  // valid ring name prefix.
   std::string ring_prefix;
   // Ingests wait this long for every worker to attach before the first frame, so a finite file
   // is processed from its first frame (model loading takes a while).
@@ -91,7 +98,8 @@ struct PipelineOptions {
 
 // Runs until every source has ended (non-looping) and the workers have processed what is in
 // the rings, or until *options.stop. Returns what happened.
-// Errors: kInvalidArgument for a config RunPipeline cannot run; kUnavailable when a process
+// Errors: kInvalidArgument for a config RunPipeline cannot run; kPermissionDenied when another
+// user holds output.results_ring's name; kUnavailable when a process
 // keeps dying (more than max_restarts); the errors of opening the output file or a source
 // (reported by the ingest before the first frame), naming it.
 Result<PipelineSummary> RunPipeline(const PipelineConfig& config,
