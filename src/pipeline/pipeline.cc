@@ -419,17 +419,19 @@ class Supervisor {
     (void)results_ring_->Publish(info);
   }
 
+  // Handles the children that exited. Each is waited for by its pid: the program around the
+  // supervisor may have children of its own, whose exit status is not ours to collect.
   Status ReapChildren(bool stopping) {
-    for (;;) {
+    for (Child& child : children_) {
+      if (child.pid <= 0) continue;
       int status = 0;
-      const pid_t pid = ::waitpid(-1, &status, WNOHANG);
-      if (pid <= 0) return Status::Ok();
-      Child* c = nullptr;
-      for (Child& candidate : children_) {
-        if (candidate.pid == pid) c = &candidate;
-      }
-      if (c == nullptr) continue;  // not ours
-      ReadMessages(*c);            // what it wrote before exiting
+      pid_t got;
+      do {
+        got = ::waitpid(child.pid, &status, WNOHANG);
+      } while (got < 0 && errno == EINTR);
+      if (got != child.pid) continue;
+      Child* c = &child;
+      ReadMessages(*c);  // what it wrote before exiting
       ZD_RETURN_IF_ERROR(fatal_);
       c->pid = -1;
       const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
@@ -481,6 +483,7 @@ class Supervisor {
                    backoff_ms);
       c->restart_at = Clock::now() + std::chrono::milliseconds(backoff_ms);
     }
+    return Status::Ok();
   }
 
   Status RestartDue() {

@@ -337,6 +337,19 @@ TEST_F(PipelineTest, RingNamesAnotherUserCreatedFirstAreNeverUsed) {
   ::unlink(foreign.c_str());
 }
 
+TEST_F(PipelineTest, TheSupervisorReapsOnlyItsOwnChildren) {
+  // RunPipeline is a library call: the program around it may have children of its own, whose
+  // exit status is theirs to collect. The supervisor used to reap any child (waitpid(-1)).
+  const pid_t own = zerodet::testing::ForkChild([] { return 7; });
+  ASSERT_GT(own, 0);
+  ASSERT_TRUE(zerodet::testing::WaitFor([&] { return !zerodet::testing::ProcessAlive(own); }));
+  PipelineConfig config = Config("own-children.jsonl");
+  config.models[0].workers = 1;
+  auto summary = RunPipeline(config);
+  ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  EXPECT_EQ(zerodet::testing::WaitChild(own), 7);
+}
+
 TEST_F(PipelineTest, AnUnopenableSourceOrModelFailsWithItsName) {
   ASSERT_FALSE(clip_->empty());
   PipelineConfig config = Config("bad.jsonl");
