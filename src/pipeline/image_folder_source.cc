@@ -94,6 +94,8 @@ class ImageFolderSource final : public FrameSource {
 Result<size_t> FrameBytes(const fs::path& file) {
   ZD_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, ReadFileBytes(file));
   ZD_ASSIGN_OR_RETURN(ImageInfo info, ReadImageInfo(bytes, file.string()));
+  // One header claiming a huge image must not size every slot of the ring.
+  ZD_RETURN_IF_ERROR(CheckFrameSize(info.width, info.height, file.string()));
   // EXIF orientation may swap width and height when decoding; the byte count stays the same.
   return static_cast<size_t>(info.width) * static_cast<size_t>(info.height) * 3;
 }

@@ -186,7 +186,8 @@ class Supervisor {
       ZD_RETURN_IF_ERROR(ReapChildren(stopping));
       if (!stopping) ZD_RETURN_IF_ERROR(RestartDue());
     }
-    std::fflush(out_);
+    // A message read with the last exit can carry the last error.
+    ZD_RETURN_IF_ERROR(fatal_);
     return summary_;
   }
 
@@ -389,8 +390,7 @@ class Supervisor {
     } else if (const auto* result = std::get_if<detail::ResultMessage>(&message)) {
       if (c.kind != Kind::kWorker || result->source >= config_.sources.size()) return;
       c.in_flight = false;
-      std::fwrite(result->json.data(), 1, result->json.size(), out_);
-      std::fputc('\n', out_);
+      WriteResult(result->json);
       if (results_ring_ != nullptr) PublishResult(result->json);
       const std::string& model = config_.models[static_cast<size_t>(c.index)].name;
       ++summary_.models[model].results;
@@ -398,6 +398,21 @@ class Supervisor {
         options_.observer.on_result(model, c.worker, c.pid, config_.sources[result->source].name,
                                     result->sequence);
       }
+    }
+  }
+
+  // Writes one result line and flushes it: consumers of a live pipeline see each result when
+  // it happens (stdio would hold a pipe's output in 4 KiB blocks), and a failed write (a full
+  // disk, a closed pipe) stops the pipeline instead of losing results without a word.
+  void WriteResult(std::string_view json) {
+    if (std::fwrite(json.data(), 1, json.size(), out_) == json.size() &&
+        std::fputc('\n', out_) != EOF && std::fflush(out_) == 0) {
+      return;
+    }
+    const int err = errno;
+    if (fatal_.ok()) {
+      fatal_ = ErrnoError(
+          "cannot write results to " + (config_.results == "-" ? "stdout" : config_.results), err);
     }
   }
 

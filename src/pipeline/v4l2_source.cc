@@ -210,12 +210,7 @@ class V4l2Source final : public FrameSource {
     layout_.width = static_cast<int>(fmt.fmt.pix.width);
     layout_.height = static_cast<int>(fmt.fmt.pix.height);
     layout_.bytes_per_line = fmt.fmt.pix.bytesperline;
-    if (layout_.width <= 0 || layout_.height <= 0 || layout_.width > 16384 ||
-        layout_.height > 16384) {
-      return InvalidArgumentError("camera " + device_ + " reports a frame size of " +
-                                  std::to_string(layout_.width) + "x" +
-                                  std::to_string(layout_.height));
-    }
+    ZD_RETURN_IF_ERROR(CheckFrameSize(layout_.width, layout_.height, "camera " + device_));
 
     if (options_.fps > 0) {
       v4l2_streamparm parm{};

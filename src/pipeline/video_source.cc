@@ -13,6 +13,7 @@ extern "C" {
 #include <mutex>
 #include <string>
 
+#include "zerodet/codec/decode.h"
 #include "zerodet/core/clock.h"
 #include "zerodet/core/file.h"
 #include "zerodet/pipeline/config.h"
@@ -234,9 +235,7 @@ class VideoSource final : public FrameSource {
     codec_->thread_count = 1;  // the pipeline runs one ingest per source; workers need the cores
     rc = avcodec_open2(codec_.get(), decoder, nullptr);
     if (rc < 0) return CorruptDataError(path_ + ": cannot open decoder: " + AvError(rc));
-    if (codec_->width <= 0 || codec_->height <= 0) {
-      return CorruptDataError(path_ + ": video stream has no frame size");
-    }
+    ZD_RETURN_IF_ERROR(CheckFrameSize(codec_->width, codec_->height, path_));
     const AVRational rate =
         stream->avg_frame_rate.num > 0 ? stream->avg_frame_rate : stream->r_frame_rate;
     fps_ = rate.num > 0 && rate.den > 0 ? av_q2d(rate) : 0;
@@ -275,6 +274,21 @@ class VideoSource final : public FrameSource {
 };
 
 }  // namespace
+
+Status CheckFrameSize(int width, int height, const std::string& source) {
+  if (width <= 0 || height <= 0) {
+    return CorruptDataError(source + ": frame size " + std::to_string(width) + "x" +
+                            std::to_string(height) + " is not a frame size");
+  }
+  const uint64_t pixels = static_cast<uint64_t>(width) * static_cast<uint64_t>(height);
+  const uint64_t limit = DecodeOptions().max_pixels;
+  if (pixels > limit) {
+    return ResourceExhaustedError(source + ": frames of " + std::to_string(width) + "x" +
+                                  std::to_string(height) + " exceed the limit of " +
+                                  std::to_string(limit) + " pixels");
+  }
+  return Status::Ok();
+}
 
 Result<std::unique_ptr<FrameSource>> OpenVideoSource(const std::string& path,
                                                      const VideoOptions& options) {

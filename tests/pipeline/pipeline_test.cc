@@ -350,6 +350,19 @@ TEST_F(PipelineTest, TheSupervisorReapsOnlyItsOwnChildren) {
   EXPECT_EQ(zerodet::testing::WaitChild(own), 7);
 }
 
+TEST_F(PipelineTest, ResultsThatCannotBeWrittenFailThePipeline) {
+  // The results went into stdio's buffer and write errors were never looked at: a full disk
+  // lost every result without a word.
+  PipelineConfig config = Config("unused.jsonl");
+  config.models[0].workers = 1;
+  config.results = "/dev/full";
+  auto summary = RunPipeline(config);
+  ASSERT_FALSE(summary.ok());
+  EXPECT_EQ(summary.status().code(), StatusCode::kIoError) << summary.status().ToString();
+  EXPECT_NE(summary.status().message().find("/dev/full"), std::string::npos)
+      << summary.status().ToString();
+}
+
 TEST_F(PipelineTest, AnUnopenableSourceOrModelFailsWithItsName) {
   ASSERT_FALSE(clip_->empty());
   PipelineConfig config = Config("bad.jsonl");

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 
@@ -139,6 +140,20 @@ TEST_F(VideoSourceTest, AFifoDeviceOrDirectoryIsRefusedWithoutBlocking) {
       << from_device.status().ToString();
 }
 
+TEST_F(VideoSourceTest, AStreamOfFramesBeyondThePixelLimitIsRefused) {
+  // One black 8200x8200 frame (67 Mpx, over the 64 Mpx limit): without a limit, the ring of
+  // such a source would take 8 slots of 200 MB from /dev/shm because a header said so.
+  const std::string big = (*dir_ / "big.mkv").string();
+  const std::string command =
+      "ffmpeg -nostdin -y -loglevel error -f lavfi -i color=c=black:s=8200x8200:d=0.04 "
+      "-frames:v 1 -c:v ffv1 -pix_fmt gray '" +
+      big + "'";
+  ASSERT_EQ(std::system(command.c_str()), 0);
+  auto source = OpenVideoSource(big);
+  EXPECT_EQ(source.status().code(), StatusCode::kResourceExhausted) << source.status().ToString();
+  EXPECT_NE(source.status().message().find("8200x8200"), std::string::npos);
+}
+
 TEST(VideoSourceStallTest, AStreamThatNeverAnswersTimesOutOrIsInterrupted) {
   testing::SilentServer server;
   ASSERT_GT(server.port(), 0);
@@ -189,6 +204,21 @@ TEST(ImageFolderSourceTest, ReplaysThePhotosInNameOrderWithTheCodecsPixels) {
   EXPECT_FALSE(*end);
 }
 
+// A PNG that is only a valid header (signature and IHDR) claiming width x height RGB pixels.
+std::string PngHeader(uint32_t width, uint32_t height) {
+  auto be32 = [](uint32_t v) {
+    return std::string{static_cast<char>(v >> 24), static_cast<char>(v >> 16),
+                       static_cast<char>(v >> 8), static_cast<char>(v)};
+  };
+  const std::string chunk = "IHDR" + be32(width) + be32(height) + std::string("\x08\x02\0\0\0", 5);
+  uint32_t crc = 0xffffffffu;  // CRC-32 of the chunk type and data, as PNG defines it
+  for (const char c : chunk) {
+    crc ^= static_cast<uint8_t>(c);
+    for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xedb88320u & (0u - (crc & 1u)));
+  }
+  return std::string("\x89PNG\r\n\x1a\n", 8) + be32(13) + chunk + be32(~crc);
+}
+
 // Copies a shared photo into `dir` under `name`.
 void CopyPhoto(const std::string& photo, const std::filesystem::path& dir,
                const std::string& name) {
@@ -207,6 +237,7 @@ TEST(ImageFolderSourceTest, AnUnusableImageIsReportedAndSkipped) {
   std::filesystem::create_directory(dir / "d-folder.jpg");
   ASSERT_EQ(::mkfifo((dir / "e-fifo.bmp").c_str(), 0600), 0);
   CopyPhoto("dog.jpg", dir, "f-dog.JPG");
+  std::ofstream(dir / "g-huge.png") << PngHeader(20000, 20000);  // 400 Mpx, by its header
   std::ofstream(dir / "notes.txt") << "not an image, and not reported";
   std::filesystem::create_symlink(dir / "z-loop.jpg", dir / "z-loop.jpg");  // the last entry
 
@@ -221,12 +252,14 @@ TEST(ImageFolderSourceTest, AnUnusableImageIsReportedAndSkipped) {
     widths.push_back((*source)->width());
   }
   EXPECT_EQ(widths, (std::vector<int>{810, 768}));  // bus, dog
+  EXPECT_EQ((*source)->max_frame_bytes(), 810u * 1080u * 3u);
   const std::string reported = log.Text();
-  for (const char* name :
-       {"b-broken.jpg", "c-dangling.png", "d-folder.jpg", "e-fifo.bmp", "z-loop.jpg"}) {
+  for (const char* name : {"b-broken.jpg", "c-dangling.png", "d-folder.jpg", "e-fifo.bmp",
+                           "g-huge.png", "z-loop.jpg"}) {
     EXPECT_NE(reported.find(name), std::string::npos) << name << " not reported in:\n" << reported;
   }
   EXPECT_NE(reported.find("symlink loop"), std::string::npos) << reported;
+  EXPECT_NE(reported.find("20000x20000 exceed the limit"), std::string::npos) << reported;
   EXPECT_EQ(reported.find("notes.txt"), std::string::npos) << reported;
 }
 

@@ -18,6 +18,12 @@
 
 namespace zerodet::pipeline {
 
+// kOk when a width x height frame is one a source may deliver: positive sides, and at most the
+// image decoder's pixel limit (DecodeOptions::max_pixels, 64 Mpx: 192 MB of RGB8 per ring
+// slot), whatever a file's header or a camera driver claims. Errors: kResourceExhausted (too
+// large) or kCorruptData (not positive), naming `source`.
+Status CheckFrameSize(int width, int height, const std::string& source);
+
 class FrameSource {
  public:
   virtual ~FrameSource() = default;
@@ -56,11 +62,11 @@ struct VideoOptions {
 
 // Opens a video file or a URL (anything with "://", e.g. rtsp://) with libavformat and its best
 // video stream's decoder. FFmpeg's own messages go to spdlog (its errors at info, its warnings
-// at debug, the rest at trace), not to stderr. A local path must be a regular file: a FIFO, device or directory is
-// refused without opening it for reading (which could block forever).
-// Errors: kNotFound (no such file), kPermissionDenied, kInvalidArgument (not a regular file, no
-// video stream), kUnavailable (timed out or interrupted), kIoError / kCorruptData with FFmpeg's
-// message and the path.
+// at debug, the rest at trace), not to stderr. A local path must be a regular file: a FIFO, device
+// or directory is refused without opening it for reading (which could block forever). Errors:
+// kNotFound (no such file), kPermissionDenied, kInvalidArgument (not a regular file, no video
+// stream), kUnavailable (timed out or interrupted), kIoError / kCorruptData with FFmpeg's message
+// and the path.
 Result<std::unique_ptr<FrameSource>> OpenVideoSource(const std::string& path,
                                                      const VideoOptions& options = {});
 
