@@ -14,6 +14,7 @@
 
 #include "test_media.h"
 #include "test_support.h"
+#include "zerodet/core/child_process.h"
 #include "zerodet/pipeline/pipeline.h"
 
 namespace zerodet::pipeline {
@@ -28,8 +29,12 @@ class RtspServer {
     int fds[2];
     if (::pipe(fds) != 0) return 0;
     std::fflush(nullptr);
+    const pid_t test = ::getpid();
     pid_ = ::fork();
     if (pid_ == 0) {
+      // The server must not outlive the test binary (killed by a timeout, say): the request
+      // survives the exec.
+      if (!TieToParent(test, SIGKILL)) ::_exit(127);
       ::dup2(fds[1], STDOUT_FILENO);
       ::close(fds[0]);
       ::close(fds[1]);

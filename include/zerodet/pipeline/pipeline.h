@@ -32,9 +32,19 @@
 // reopens its source (from the start, for a file) and resumes its ring, whose sequence numbers
 // continue. A network stream (an rtsp:// URL) that ends or drops is reconnected that way; it
 // only ends on stop. Backoff and max_restarts count failures in a row: a process that ran 30 s
-// starts a new series. The ingest never waits for workers.
+// starts a new series. The ingest never waits for workers. A stream that stalls (no data for
+// 10 s) counts as dropped; opening one may take 30 s.
 //
-// RunPipeline forks; call it from a single-threaded process. Not reentrant.
+// Children never outlive the supervisor: each gets SIGTERM when the thread that called
+// RunPipeline ends, also when it is killed with SIGKILL (an ingest then closes and unlinks its
+// ring). The supervisor waits only for its own children (by pid): the calling program's other
+// children are left to it. Warnings (skipped images, restarts, FFmpeg's messages at their
+// mapped levels) go to spdlog's default logger; the result lines go to output.results, one
+// flushed line each, and a failed write there ends the run with kIoError.
+//
+// RunPipeline forks; call it from a single-threaded process, on a thread that lives until it
+// returns. Not reentrant. Ownership: the children, their pipes and the rings are the
+// supervisor's and are gone when RunPipeline returns (on success and on error).
 #pragma once
 
 #include <sys/types.h>
