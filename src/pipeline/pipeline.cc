@@ -463,7 +463,9 @@ class Supervisor {
       } else {
         ModelSummary& model = summary_.models[config_.models[static_cast<size_t>(c->index)].name];
         if (c->in_flight) ++model.frames_lost_in_flight;
-        if (clean) {
+        // Nothing is restarted once stopping: a worker left waiting for a restart would keep
+        // the run from ever ending.
+        if (clean || stopping) {
           c->done = true;
           continue;
         }

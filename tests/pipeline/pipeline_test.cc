@@ -363,6 +363,26 @@ TEST_F(PipelineTest, ResultsThatCannotBeWrittenFailThePipeline) {
       << summary.status().ToString();
 }
 
+TEST_F(PipelineTest, AWorkerThatDiesWhileStoppingDoesNotKeepTheRunGoing) {
+  // A worker that died after the stop request, while its source was still closing, was
+  // scheduled for a restart that never came (nothing restarts once stopping): the run never
+  // ended.
+  PipelineConfig config = Config("stop-crash.jsonl");
+  config.sources[0].loop = true;
+  std::atomic<bool> stop{false};
+  PipelineOptions options;
+  options.stop = &stop;
+  options.observer.on_result = [&](const std::string&, int, pid_t pid, const std::string&,
+                                   uint64_t) {
+    if (stop) return;
+    stop = true;
+    ::kill(pid, SIGKILL);
+  };
+  auto summary = RunPipeline(config, options);
+  ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  EXPECT_EQ(summary->models["yolov8n"].worker_restarts, 0);
+}
+
 TEST_F(PipelineTest, AnUnopenableSourceOrModelFailsWithItsName) {
   ASSERT_FALSE(clip_->empty());
   PipelineConfig config = Config("bad.jsonl");
