@@ -212,6 +212,10 @@ TEST(V4l2SourceTest, DeviceErrorsAreClear) {
   EXPECT_EQ(null_device.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(null_device.status().message().find("not a V4L2 device"), std::string::npos)
       << null_device.status().message();
+  // Refused by its device number, before it is opened at all: opening some devices acts on
+  // them (/dev/watchdog arms a reboot timer).
+  EXPECT_NE(null_device.status().message().find("(device 1:3;"), std::string::npos)
+      << null_device.status().message();
 
   const zerodet::testing::TempDir temp("camera");
   const std::string file = temp.File("video0");
