@@ -131,6 +131,10 @@ class Supervisor {
       }
       if (c.fd >= 0) ::close(c.fd);
     }
+    // Rings whose ingest was killed above are not left behind in /dev/shm.
+    for (size_t s = 0; s < config_.sources.size(); ++s) {
+      (void)ring::CloseAbandonedRing(RingName(static_cast<int>(s)));
+    }
   }
 
   Result<PipelineSummary> Run() {
@@ -166,7 +170,11 @@ class Supervisor {
         stop_grace = Deadline::After(kStopGrace);
         for (Child& c : children_) {
           if (c.kind == Kind::kIngest && c.pid > 0) ::kill(c.pid, SIGTERM);
-          if (c.pid < 0) c.done = true;
+          if (c.pid < 0 && !c.done) {
+            c.done = true;
+            // An ingest waiting for its restart left its ring open: end it for the workers.
+            if (c.kind == Kind::kIngest) CloseSourceRing(c.index);
+          }
         }
       }
       if (stopping && stop_grace.expired()) {
@@ -192,6 +200,16 @@ class Supervisor {
   }
 
  private:
+  // Ends the ring of source `s` after its ingest died for good (see ring::CloseAbandonedRing):
+  // its workers drain it and exit.
+  void CloseSourceRing(int s) {
+    const Status closed = ring::CloseAbandonedRing(RingName(s));
+    if (!closed.ok() && closed.code() != StatusCode::kNotFound) {
+      spdlog::warn("zerodet pipeline: closing the ring of source {}: {}",
+                   config_.sources[static_cast<size_t>(s)].name, closed.ToString());
+    }
+  }
+
   bool StopRequested() const { return options_.stop != nullptr && options_.stop->load(); }
 
   bool SourceEnded(int s) const {
@@ -457,6 +475,9 @@ class Supervisor {
       if (c->kind == Kind::kIngest) {
         if (clean || stopping) {
           c->done = true;
+          // Gone without closing its ring (killed, or exiting to be restarted): end it for the
+          // workers, who would otherwise wait for a new writer.
+          if (!clean) CloseSourceRing(c->index);
           continue;
         }
         ++summary_.sources[config_.sources[static_cast<size_t>(c->index)].name].ingest_restarts;

@@ -383,6 +383,33 @@ TEST_F(PipelineTest, AWorkerThatDiesWhileStoppingDoesNotKeepTheRunGoing) {
   EXPECT_EQ(summary->models["yolov8n"].worker_restarts, 0);
 }
 
+TEST_F(PipelineTest, AStopWhileAnIngestAwaitsItsRestartLetsTheWorkersFinish) {
+  // The ingest died and waits for its restart when the stop comes: nothing restarts it, and
+  // its ring, left open by a dead writer, kept the workers waiting for a writer that never
+  // came, until the supervisor killed them after its 30 s grace.
+  PipelineConfig config = Config("stop-pending.jsonl");
+  config.sources[0].loop = true;
+  config.restart_backoff_ms = 600'000;
+  std::vector<pid_t> ingests;
+  std::atomic<bool> stop{false};
+  PipelineOptions options;
+  options.stop = &stop;
+  options.observer.on_ingest_started = [&](const std::string&, pid_t pid) {
+    ingests.push_back(pid);
+  };
+  options.observer.on_result = [&](const std::string&, int, pid_t, const std::string&, uint64_t) {
+    if (stop) return;
+    ::kill(ingests.front(), SIGKILL);
+    stop = true;
+  };
+  zerodet::testing::CapturedLog log;
+  auto summary = RunPipeline(config, options);
+  ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  EXPECT_EQ(ingests.size(), 1u);
+  EXPECT_EQ(log.Text().find("did not stop"), std::string::npos) << log.Text();
+  EXPECT_EQ(summary->models["yolov8n"].worker_restarts, 0);
+}
+
 TEST_F(PipelineTest, AnUnopenableSourceOrModelFailsWithItsName) {
   ASSERT_FALSE(clip_->empty());
   PipelineConfig config = Config("bad.jsonl");

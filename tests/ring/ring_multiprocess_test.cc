@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <set>
 #include <thread>
 #include <vector>
@@ -310,6 +311,46 @@ TEST(RingMultiprocessTest, KilledWriterIsDetectedAndARestartedWriterResumes) {
     EXPECT_TRUE(LeaseIntact(*lease));
     held.push_back(std::move(*lease));
   }
+}
+
+TEST(RingMultiprocessTest, ARingWhoseWriterDiedCanBeClosedForItsReaders) {
+  // A writer that died is waited for: readers keep their place for a writer that resumes. When
+  // none will (its supervisor is stopping), the ring must end for them as a clean close would.
+  const std::string name = UniqueRingName("mp-abandoned");
+  constexpr size_t kBytes = 4096;
+  Pipe to_parent, to_child;
+  const pid_t child = ForkChild([&] {
+    auto writer = RingWriter::Open(Options(name, 3, kBytes));
+    if (!writer.ok()) return 2;
+    const char ready = 1;
+    to_parent.Send(ready);
+    char go = 0;
+    to_child.Receive(go);  // the parent attached
+    if (!WriteTagged(**writer, 41, kBytes).ok()) return 3;
+    ::_exit(0);  // no destructor: the ring is left open, as by a crash
+  });
+  char message = 0;
+  ASSERT_TRUE(to_parent.Receive(message));
+  auto reader = RingReader::Attach(ReaderFor(name, ReaderMode::kWorkGroup));
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  // A live writer's ring is not closed by anyone else.
+  EXPECT_EQ(CloseAbandonedRing(name).code(), StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(to_child.Send(message));
+  ASSERT_EQ(WaitChild(child), 0);
+  EXPECT_FALSE((*reader)->WriterClosed());
+
+  ASSERT_TRUE(CloseAbandonedRing(name).ok());
+  EXPECT_TRUE((*reader)->WriterClosed());
+  EXPECT_FALSE(std::filesystem::exists("/dev/shm/zerodet-ring-" + name));
+  // What was published is still delivered, then the end.
+  auto last = (*reader)->Read(milliseconds(5000));
+  ASSERT_TRUE(last.ok()) << last.status().ToString();
+  EXPECT_EQ(last->info().sequence, 1u);
+  last->Release();
+  auto closed = (*reader)->Read(milliseconds(5000));
+  EXPECT_EQ(closed.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(closed.status().message().find("closed"), std::string::npos);
+  EXPECT_EQ(CloseAbandonedRing(name).code(), StatusCode::kNotFound);
 }
 
 TEST(RingMultiprocessTest, StaleSegmentsOfDeadProcessesAreRemoved) {

@@ -27,7 +27,9 @@
 //     opens the same name resumes the ring: attached readers keep working and sequence numbers
 //     keep increasing. A writer that shuts down cleanly marks the ring closed and unlinks its
 //     name; readers drain what is left, then get kUnavailable and must attach again.
-//   - RemoveStaleRings() unlinks segments left behind by dead processes.
+//   - CloseAbandonedRing() ends a ring whose writer died and will not be replaced, for its
+//     readers, as the writer's clean shutdown would have. RemoveStaleRings() unlinks segments
+//     left behind by dead processes.
 //
 // Wakeups use a futex in the shared header (no busy waiting unless ReaderOptions::spin asks for
 // it); every wait has a timeout. Processes must share a pid namespace.
@@ -116,6 +118,15 @@ std::vector<std::string> ListRings();
 // dead (or which were left half-created by a dead process). Segments with a live writer or a
 // live reader are kept. Returns the names removed.
 Result<std::vector<std::string>> RemoveStaleRings(std::string_view name_prefix = "");
+
+// Closes the ring `name` on behalf of its writer, which died without closing it (a crash, or a
+// writer that exited to be restarted) and which no new writer will replace (e.g. its supervisor
+// is stopping): marks it closed, wakes the readers and unlinks the name, as RingWriter's
+// destructor does. Readers drain what is left, then Read gives kUnavailable and WriterClosed()
+// is true; without this they would wait for a writer that never comes.
+// Errors: kNotFound (no such ring), kFailedPrecondition (its writer is alive, or took it over
+// meanwhile), as RingReader::Attach otherwise (kCorruptData, kPermissionDenied, ...).
+Status CloseAbandonedRing(std::string_view name);
 
 namespace detail {
 class RingSegment;  // the mapped shared memory (internal)
