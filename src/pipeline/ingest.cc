@@ -33,7 +33,14 @@ int Fail(int fd, const Status& status) {
 // Ends this ingest so that the supervisor starts another, which resumes the ring. Exits
 // without running destructors: a RingWriter's destructor would close and unlink the ring, and
 // the workers would take that for the end of the source.
-[[noreturn]] void ExitForRestart() {
+// The ring's counters (cumulative over every writer of the ring) go to the supervisor first,
+// so that its summary stays right when the last ingest of a source ends this way.
+[[noreturn]] void ExitForRestart(int fd, const ring::RingWriter* writer) {
+  if (writer != nullptr) {
+    const ring::RingStats stats = writer->Stats();
+    SendMessage(
+        fd, StatsMessage{stats.frames_published, stats.frames_dropped, stats.frames_overwritten});
+  }
   std::fflush(stderr);
   ::_exit(kExitRestart);
 }
@@ -91,7 +98,7 @@ int RunIngest(const IngestArgs& args) {
     // After a restart (a dropped stream), failing to reopen means "try again later".
     if (args.restarted) {
       spdlog::warn("zerodet pipeline: source {}: {}", config.name, source.status().ToString());
-      ExitForRestart();
+      ExitForRestart(args.fd, nullptr);
     }
     return Fail(args.fd, source.status().WithContext("source " + config.name));
   }
@@ -133,7 +140,7 @@ int RunIngest(const IngestArgs& args) {
       if (frame == 0 && !args.restarted) return Fail(args.fd, more.status());
       spdlog::warn("zerodet pipeline: source {}: {}", config.name, more.status().ToString());
       if (more.status().code() != StatusCode::kCorruptData || ++bad_frames_in_a_row > 100) {
-        ExitForRestart();
+        ExitForRestart(args.fd, writer->get());
       }
       continue;
     }
@@ -144,7 +151,7 @@ int RunIngest(const IngestArgs& args) {
       if (live && !g_stop) {
         spdlog::warn("zerodet pipeline: source {}: stream ended after {} frames; reconnecting",
                      config.name, frame);
-        ExitForRestart();
+        ExitForRestart(args.fd, writer->get());
       }
       break;
     }

@@ -133,7 +133,7 @@ class Supervisor {
     }
     // Rings whose ingest was killed above are not left behind in /dev/shm.
     for (size_t s = 0; s < config_.sources.size(); ++s) {
-      (void)ring::CloseAbandonedRing(RingName(static_cast<int>(s)));
+      (void)ring::CloseAbandonedRing(RingName(static_cast<int>(s))).status();
     }
   }
 
@@ -202,11 +202,18 @@ class Supervisor {
  private:
   // Ends the ring of source `s` after its ingest died for good (see ring::CloseAbandonedRing):
   // its workers drain it and exit.
+  // Its final counters are the source's summary: the dead ingest could not report them.
   void CloseSourceRing(int s) {
-    const Status closed = ring::CloseAbandonedRing(RingName(s));
-    if (!closed.ok() && closed.code() != StatusCode::kNotFound) {
-      spdlog::warn("zerodet pipeline: closing the ring of source {}: {}",
-                   config_.sources[static_cast<size_t>(s)].name, closed.ToString());
+    const std::string& name = config_.sources[static_cast<size_t>(s)].name;
+    auto closed = ring::CloseAbandonedRing(RingName(s));
+    if (closed.ok()) {
+      SourceSummary& summary = summary_.sources[name];
+      summary.frames_published = closed->frames_published;
+      summary.frames_dropped = closed->frames_dropped;
+      summary.frames_overwritten = closed->frames_overwritten;
+    } else if (closed.status().code() != StatusCode::kNotFound) {
+      spdlog::warn("zerodet pipeline: closing the ring of source {}: {}", name,
+                   closed.status().ToString());
     }
   }
 

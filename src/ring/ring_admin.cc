@@ -66,7 +66,7 @@ Result<std::vector<std::string>> RemoveStaleRings(std::string_view name_prefix) 
   return removed;
 }
 
-Status CloseAbandonedRing(std::string_view name) {
+Result<RingStats> CloseAbandonedRing(std::string_view name) {
   ZD_RETURN_IF_ERROR(detail::ValidateName(name, "ring name"));
   const uint64_t self = detail::SelfIdentity();
   if (self == 0) return InternalError("cannot read /proc/self/stat to identify this process");
@@ -93,7 +93,7 @@ Status CloseAbandonedRing(std::string_view name) {
   h->notify.fetch_add(1);
   detail::FutexWakeAll(&h->notify);
   if (segment->StillLinked()) ::unlink(segment->path().c_str());
-  return Status::Ok();
+  return detail::ReadStats(h);
 }
 
 }  // namespace zerodet::ring

@@ -407,7 +407,14 @@ TEST_F(PipelineTest, AStopWhileAnIngestAwaitsItsRestartLetsTheWorkersFinish) {
   ASSERT_TRUE(summary.ok()) << summary.status().ToString();
   EXPECT_EQ(ingests.size(), 1u);
   EXPECT_EQ(log.Text().find("did not stop"), std::string::npos) << log.Text();
-  EXPECT_EQ(summary->models["yolov8n"].worker_restarts, 0);
+  const SourceSummary& source = summary->sources["clip"];
+  const ModelSummary& model = summary->models["yolov8n"];
+  EXPECT_EQ(model.worker_restarts, 0);
+  // The killed ingest never reported its ring's counters; the supervisor read them from the
+  // ring it closed. Every published frame is accounted for.
+  EXPECT_GT(source.frames_published, 0u);
+  EXPECT_EQ(model.results + model.frames_lost_in_flight + source.frames_overwritten,
+            source.frames_published);
 }
 
 TEST_F(PipelineTest, AnUnopenableSourceOrModelFailsWithItsName) {

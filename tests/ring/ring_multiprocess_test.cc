@@ -334,12 +334,14 @@ TEST(RingMultiprocessTest, ARingWhoseWriterDiedCanBeClosedForItsReaders) {
   auto reader = RingReader::Attach(ReaderFor(name, ReaderMode::kWorkGroup));
   ASSERT_TRUE(reader.ok()) << reader.status().ToString();
   // A live writer's ring is not closed by anyone else.
-  EXPECT_EQ(CloseAbandonedRing(name).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(CloseAbandonedRing(name).status().code(), StatusCode::kFailedPrecondition);
   ASSERT_TRUE(to_child.Send(message));
   ASSERT_EQ(WaitChild(child), 0);
   EXPECT_FALSE((*reader)->WriterClosed());
 
-  ASSERT_TRUE(CloseAbandonedRing(name).ok());
+  auto final_stats = CloseAbandonedRing(name);
+  ASSERT_TRUE(final_stats.ok()) << final_stats.status().ToString();
+  EXPECT_EQ(final_stats->frames_published, 1u);
   EXPECT_TRUE((*reader)->WriterClosed());
   EXPECT_FALSE(std::filesystem::exists("/dev/shm/zerodet-ring-" + name));
   // What was published is still delivered, then the end.
@@ -350,7 +352,7 @@ TEST(RingMultiprocessTest, ARingWhoseWriterDiedCanBeClosedForItsReaders) {
   auto closed = (*reader)->Read(milliseconds(5000));
   EXPECT_EQ(closed.status().code(), StatusCode::kUnavailable);
   EXPECT_NE(closed.status().message().find("closed"), std::string::npos);
-  EXPECT_EQ(CloseAbandonedRing(name).code(), StatusCode::kNotFound);
+  EXPECT_EQ(CloseAbandonedRing(name).status().code(), StatusCode::kNotFound);
 }
 
 TEST(RingMultiprocessTest, StaleSegmentsOfDeadProcessesAreRemoved) {

@@ -123,10 +123,11 @@ Result<std::vector<std::string>> RemoveStaleRings(std::string_view name_prefix =
 // writer that exited to be restarted) and which no new writer will replace (e.g. its supervisor
 // is stopping): marks it closed, wakes the readers and unlinks the name, as RingWriter's
 // destructor does. Readers drain what is left, then Read gives kUnavailable and WriterClosed()
-// is true; without this they would wait for a writer that never comes.
+// is true; without this they would wait for a writer that never comes. Returns the ring's final
+// counters (what the dead writer would have reported).
 // Errors: kNotFound (no such ring), kFailedPrecondition (its writer is alive, or took it over
 // meanwhile), as RingReader::Attach otherwise (kCorruptData, kPermissionDenied, ...).
-Status CloseAbandonedRing(std::string_view name);
+Result<RingStats> CloseAbandonedRing(std::string_view name);
 
 namespace detail {
 class RingSegment;  // the mapped shared memory (internal)
