@@ -10,6 +10,7 @@
 #include <string>
 
 #include "command_registry.h"
+#include "zerodet/core/detection_json.h"
 #include "zerodet/pipeline/config.h"
 #include "zerodet/pipeline/pipeline.h"
 
@@ -21,8 +22,8 @@ void OnSignal(int) {
   g_stop.store(true);
 }
 
-nlohmann::json SummaryJson(const pipeline::PipelineSummary& summary) {
-  nlohmann::json out;
+nlohmann::ordered_json SummaryJson(const pipeline::PipelineSummary& summary) {
+  nlohmann::ordered_json out;
   for (const auto& [name, s] : summary.sources) {
     out["sources"][name] = {{"frames_published", s.frames_published},
                             {"frames_dropped", s.frames_dropped},
@@ -41,9 +42,9 @@ const CommandRegistrar kRegistrar("pipeline", [](CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "pipeline", "Run the multi-process detection pipeline described by a YAML file");
   auto config_path = std::make_shared<std::string>();
-  cmd->add_option("config", *config_path, "Pipeline YAML (sources, models, output)")
-      ->required()
-      ->check(CLI::ExistingFile);
+  // No CLI11 existence check: LoadPipelineConfig's error names the file in zerodet's one-line
+  // format (and refuses a FIFO without waiting on it).
+  cmd->add_option("config", *config_path, "Pipeline YAML (sources, models, output)")->required();
   SetRun(cmd, [config_path]() -> Status {
     ZD_ASSIGN_OR_RETURN(pipeline::PipelineConfig config,
                         pipeline::LoadPipelineConfig(*config_path));
@@ -54,7 +55,7 @@ const CommandRegistrar kRegistrar("pipeline", [](CLI::App& app) {
     pipeline::PipelineOptions options;
     options.stop = &g_stop;
     ZD_ASSIGN_OR_RETURN(pipeline::PipelineSummary summary, pipeline::RunPipeline(config, options));
-    std::fprintf(stderr, "%s\n", SummaryJson(summary).dump().c_str());
+    std::fprintf(stderr, "%s\n", ToJsonLine(SummaryJson(summary)).c_str());
     return Status::Ok();
   });
 });

@@ -76,6 +76,40 @@ Status ConvertJpeg(const CameraFrameLayout& layout, std::span<const uint8_t> src
   return Status::Ok();
 }
 
+Status ConvertWithOpenCv(const CameraFrameLayout& layout, std::span<const uint8_t> src,
+                         std::span<uint8_t> dst, size_t line, size_t min_line,
+                         const std::string& source) {
+  void* in = const_cast<uint8_t*>(src.data());
+  cv::Mat rgb(layout.height, layout.width, CV_8UC3, dst.data());
+  switch (layout.fourcc) {
+    case kFourCcRgb24:
+      for (int y = 0; y < layout.height; ++y) {
+        std::memcpy(dst.data() + static_cast<size_t>(y) * min_line,
+                    src.data() + static_cast<size_t>(y) * line, min_line);
+      }
+      break;
+    case kFourCcBgr24:
+      cv::cvtColor(cv::Mat(layout.height, layout.width, CV_8UC3, in, line), rgb, cv::COLOR_BGR2RGB);
+      break;
+    case kFourCcYuyv:
+      cv::cvtColor(cv::Mat(layout.height, layout.width, CV_8UC2, in, line), rgb,
+                   cv::COLOR_YUV2RGB_YUYV);
+      break;
+    case kFourCcUyvy:
+      cv::cvtColor(cv::Mat(layout.height, layout.width, CV_8UC2, in, line), rgb,
+                   cv::COLOR_YUV2RGB_UYVY);
+      break;
+    case kFourCcGrey:
+      cv::cvtColor(cv::Mat(layout.height, layout.width, CV_8UC1, in, line), rgb,
+                   cv::COLOR_GRAY2RGB);
+      break;
+    default:
+      break;
+  }
+  if (rgb.data != dst.data()) return InternalError(source + ": OpenCV reallocated the frame");
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status ConvertCameraFrame(const CameraFrameLayout& layout, std::span<const uint8_t> src,
@@ -116,35 +150,13 @@ Status ConvertCameraFrame(const CameraFrameLayout& layout, std::span<const uint8
   }
 
   // OpenCV converts straight from the mapped buffer into dst; the Mats only wrap the memory.
-  void* in = const_cast<uint8_t*>(src.data());
-  cv::Mat rgb(layout.height, layout.width, CV_8UC3, dst.data());
-  switch (layout.fourcc) {
-    case kFourCcRgb24:
-      for (int y = 0; y < layout.height; ++y) {
-        std::memcpy(dst.data() + static_cast<size_t>(y) * min_line,
-                    src.data() + static_cast<size_t>(y) * line, min_line);
-      }
-      break;
-    case kFourCcBgr24:
-      cv::cvtColor(cv::Mat(layout.height, layout.width, CV_8UC3, in, line), rgb, cv::COLOR_BGR2RGB);
-      break;
-    case kFourCcYuyv:
-      cv::cvtColor(cv::Mat(layout.height, layout.width, CV_8UC2, in, line), rgb,
-                   cv::COLOR_YUV2RGB_YUYV);
-      break;
-    case kFourCcUyvy:
-      cv::cvtColor(cv::Mat(layout.height, layout.width, CV_8UC2, in, line), rgb,
-                   cv::COLOR_YUV2RGB_UYVY);
-      break;
-    case kFourCcGrey:
-      cv::cvtColor(cv::Mat(layout.height, layout.width, CV_8UC1, in, line), rgb,
-                   cv::COLOR_GRAY2RGB);
-      break;
-    default:
-      break;
+  // OpenCV reports through exceptions; the checks above should leave none, and any that still
+  // comes is this frame's error, not the ingest's end.
+  try {
+    return ConvertWithOpenCv(layout, src, dst, line, min_line, source);
+  } catch (const cv::Exception& e) {
+    return InternalError(source + ": OpenCV: " + e.what());
   }
-  if (rgb.data != dst.data()) return InternalError(source + ": OpenCV reallocated the frame");
-  return Status::Ok();
 }
 
 }  // namespace zerodet::pipeline::detail

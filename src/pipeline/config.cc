@@ -3,6 +3,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <exception>
+#include <new>
 #include <set>
 
 #include "camera_frame.h"
@@ -25,16 +27,48 @@ class Context {
   std::string origin_;
 };
 
+// A node as the user wrote it, on one line and cut short, for error messages.
+std::string Shown(const YAML::Node& node) {
+  YAML::Emitter out;
+  out.SetSeqFormat(YAML::Flow);
+  out.SetMapFormat(YAML::Flow);
+  out << node;
+  std::string text = out.good() ? out.c_str() : "?";
+  std::replace(text.begin(), text.end(), '\n', ' ');
+  constexpr size_t kShown = 60;
+  if (text.size() > kShown) text = text.substr(0, kShown) + "...";
+  return text;
+}
+
+// "<where>.<key>: '<value as written>' is outside <range>".
+Status OutOfRange(const YAML::Node& node, const char* key, const std::string& where,
+                  const std::string& range, const Context& ctx) {
+  // Appended piece by piece: GCC 12 warns falsely (-Wrestrict) about a chain of operator+.
+  std::string what = "'";
+  what += Shown(node[key]);
+  what += "' is outside ";
+  what += range;
+  return ctx.Error(where + "." + key, what);
+}
+
 Status CheckKeys(const YAML::Node& node, const std::set<std::string>& allowed,
                  const std::string& where, const Context& ctx) {
   if (!node.IsMap()) return ctx.Error(where, "must be a mapping of keys to values");
+  std::set<std::string> seen;
   for (const auto& item : node) {
-    const std::string key = item.first.as<std::string>();
+    // A complex key ("[a, b]: 1", "? [a, b]") is valid YAML but never one of ours; reading it
+    // as a string would throw.
+    if (!item.first.IsScalar()) {
+      return ctx.Error(where, "a key must be a plain name, not '" + Shown(item.first) + "'");
+    }
+    const std::string key = item.first.Scalar();
     if (allowed.count(key) == 0) {
       std::string known;
       for (const std::string& k : allowed) known += (known.empty() ? "" : ", ") + k;
       return ctx.Error(where, "unknown key '" + key + "' (known: " + known + ")");
     }
+    // yaml-cpp keeps both; one of the values would be ignored without a word.
+    if (!seen.insert(key).second) return ctx.Error(where, "'" + key + "' is given twice");
   }
   return Status::Ok();
 }
@@ -47,11 +81,13 @@ Status Get(const YAML::Node& node, const char* key, const std::string& where, co
   try {
     out = value.as<T>();
   } catch (const YAML::Exception&) {
-    return ctx.Error(where + "." + key, "cannot read '" + YAML::Dump(value) + "' as " +
-                                            (std::is_same_v<T, std::string> ? "a string"
-                                             : std::is_same_v<T, bool>      ? "true/false"
-                                             : std::is_integral_v<T>        ? "an integer"
-                                                                            : "a number"));
+    return ctx.Error(where + "." + key,
+                     "cannot read '" + Shown(value) + "' as " +
+                         (std::is_same_v<T, std::vector<std::string>> ? "a list of names"
+                          : std::is_same_v<T, std::string>            ? "a string"
+                          : std::is_same_v<T, bool>                   ? "true/false"
+                          : std::is_integral_v<T>                     ? "an integer"
+                                                                      : "a number"));
   }
   return Status::Ok();
 }
@@ -97,8 +133,9 @@ Result<SourceConfig> ParseSource(const YAML::Node& node, const std::string& wher
   if (source.path.empty()) return ctx.Error(where + ".path", "is required");
   source.path = Resolve(source.path, base_dir);
   ZD_RETURN_IF_ERROR(Get(node, "fps", where, ctx, source.fps));
-  if (source.fps < 0 || source.fps > 1000) {
-    return ctx.Error(where + ".fps", std::to_string(source.fps) + " is outside 0..1000");
+  // Written so that NaN fails too; the lower bound keeps the pacing interval finite.
+  if (!(source.fps == 0 || (source.fps >= kMinFps && source.fps <= kMaxFps))) {
+    return OutOfRange(node, "fps", where, "0.001..1000 (or 0: the stream's own rate)", ctx);
   }
   if (source.type == SourceType::kImageFolder && source.fps == 0) {
     return ctx.Error(where + ".fps", "is required for an image folder (frames per second)");
@@ -113,7 +150,7 @@ Result<SourceConfig> ParseSource(const YAML::Node& node, const std::string& wher
   }
   for (const auto& [key, value] : {std::pair{"width", source.width}, {"height", source.height}}) {
     if (value < 0 || value > 16384) {
-      return ctx.Error(where + "." + key, std::to_string(value) + " is outside 0..16384");
+      return OutOfRange(node, key, where, "0..16384", ctx);
     }
   }
   if (!source.pixel_format.empty()) {
@@ -122,8 +159,7 @@ Result<SourceConfig> ParseSource(const YAML::Node& node, const std::string& wher
   }
   ZD_RETURN_IF_ERROR(Get(node, "ring_slots", where, ctx, source.ring_slots));
   if (source.ring_slots < 2 || source.ring_slots > 256) {
-    return ctx.Error(where + ".ring_slots",
-                     std::to_string(source.ring_slots) + " is outside 2..256");
+    return OutOfRange(node, "ring_slots", where, "2..256", ctx);
   }
   std::string overflow = "overwrite_oldest";
   ZD_RETURN_IF_ERROR(Get(node, "overflow", where, ctx, overflow));
@@ -150,12 +186,12 @@ Result<ModelConfig> ParseModel(const YAML::Node& node, const std::string& where,
   if (path.empty()) return ctx.Error(where + ".path", "is required (an ONNX model file)");
   model.path = Resolve(path, base_dir);
   ZD_RETURN_IF_ERROR(Get(node, "workers", where, ctx, model.workers));
-  if (model.workers < 1 || model.workers > 32) {
-    return ctx.Error(where + ".workers", std::to_string(model.workers) + " is outside 1..32");
+  if (model.workers < 1 || model.workers > kMaxWorkersPerModel) {
+    return OutOfRange(node, "workers", where, "1.." + std::to_string(kMaxWorkersPerModel), ctx);
   }
   ZD_RETURN_IF_ERROR(Get(node, "threads", where, ctx, model.threads));
   if (model.threads < 1 || model.threads > 64) {
-    return ctx.Error(where + ".threads", std::to_string(model.threads) + " is outside 1..64");
+    return OutOfRange(node, "threads", where, "1..64", ctx);
   }
   if (node["sources"]) {
     if (!node["sources"].IsSequence()) {
@@ -166,18 +202,49 @@ Result<ModelConfig> ParseModel(const YAML::Node& node, const std::string& where,
   ZD_RETURN_IF_ERROR(Get(node, "conf", where, ctx, model.conf));
   ZD_RETURN_IF_ERROR(Get(node, "iou", where, ctx, model.iou));
   if (!(model.conf >= 0 && model.conf <= 1)) {
-    return ctx.Error(where + ".conf", std::to_string(model.conf) + " is outside 0..1");
+    return OutOfRange(node, "conf", where, "0..1", ctx);
   }
   if (!(model.iou >= 0 && model.iou <= 1)) {
-    return ctx.Error(where + ".iou", std::to_string(model.iou) + " is outside 0..1");
+    return OutOfRange(node, "iou", where, "0..1", ctx);
   }
   return model;
 }
 
-}  // namespace
+// What the rings and the machine can take, checked before any process starts: otherwise a
+// worker would fail to attach only after every model was loaded.
+Status CheckLimits(const PipelineConfig& config, const Context& ctx) {
+  size_t processes = config.sources.size();
+  for (const ModelConfig& m : config.models) processes += static_cast<size_t>(m.workers);
+  if (processes > static_cast<size_t>(kMaxPipelineProcesses)) {
+    return ctx.Error("top level", std::to_string(config.sources.size()) + " sources and their " +
+                                      "workers make " + std::to_string(processes) +
+                                      " processes; at most " +
+                                      std::to_string(kMaxPipelineProcesses) + " are allowed");
+  }
+  for (const SourceConfig& s : config.sources) {
+    int readers = 0;
+    int groups = 0;
+    for (const ModelConfig& m : config.models) {
+      if (std::find(m.sources.begin(), m.sources.end(), s.name) == m.sources.end()) continue;
+      readers += m.workers;
+      ++groups;
+    }
+    if (readers > ring::kMaxReaders) {
+      return ctx.Error("models", "source '" + s.name + "' is read by " + std::to_string(readers) +
+                                     " workers; a ring has " + std::to_string(ring::kMaxReaders) +
+                                     " reader entries");
+    }
+    if (groups > ring::kMaxGroups) {
+      return ctx.Error("models", "source '" + s.name + "' is read by " + std::to_string(groups) +
+                                     " models; a ring has " + std::to_string(ring::kMaxGroups) +
+                                     " work groups");
+    }
+  }
+  return Status::Ok();
+}
 
-Result<PipelineConfig> ParsePipelineConfig(std::string_view yaml, const fs::path& base_dir,
-                                           std::string_view origin) {
+Result<PipelineConfig> ParseConfig(std::string_view yaml, const fs::path& base_dir,
+                                   std::string_view origin) {
   const Context ctx(origin);
   YAML::Node root;
   try {
@@ -216,10 +283,13 @@ Result<PipelineConfig> ParsePipelineConfig(std::string_view yaml, const fs::path
     if (model.sources.empty()) {
       for (const SourceConfig& s : config.sources) model.sources.push_back(s.name);
     }
+    std::set<std::string> listed;
     for (const std::string& s : model.sources) {
       if (source_names.count(s) == 0) {
         return ctx.Error(where + ".sources", "no source is named '" + s + "'");
       }
+      if (!listed.insert(s).second)
+        return ctx.Error(where + ".sources", "'" + s + "' is listed twice");
     }
     config.models.push_back(std::move(model));
   }
@@ -248,12 +318,31 @@ Result<PipelineConfig> ParsePipelineConfig(std::string_view yaml, const fs::path
     }
     if (config.max_restarts < 0) return ctx.Error("supervision.max_restarts", "must be >= 0");
   }
+  ZD_RETURN_IF_ERROR(CheckLimits(config, ctx));
   return config;
 }
 
+}  // namespace
+
+Result<PipelineConfig> ParsePipelineConfig(std::string_view yaml, const fs::path& base_dir,
+                                           std::string_view origin) {
+  // The module boundary: yaml-cpp reports through exceptions, and none may escape. The parser
+  // above handles the ones it expects; anything else (a conversion on a node shape no check
+  // foresaw, memory) still becomes an error naming the file.
+  try {
+    return ParseConfig(yaml, base_dir, origin);
+  } catch (const YAML::Exception& e) {
+    return InvalidArgumentError(std::string(origin) + ": " + e.what());
+  } catch (const std::bad_alloc&) {
+    return ResourceExhaustedError(std::string(origin) + ": out of memory reading the config");
+  } catch (const std::exception& e) {
+    return InternalError(std::string(origin) + ": " + e.what());
+  }
+}
+
 Result<PipelineConfig> LoadPipelineConfig(const fs::path& path) {
-  ZD_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, ReadFileBytes(path, uint64_t{1} << 20));
-  const std::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  // Never blocks: a FIFO or a device given as the config is refused (core/file.h).
+  ZD_ASSIGN_OR_RETURN(const std::string text, ReadFileText(path, kMaxConfigBytes));
   return ParsePipelineConfig(text, path.parent_path().empty() ? fs::path(".") : path.parent_path(),
                              path.string());
 }

@@ -1,5 +1,8 @@
 // Image-folder replay: the JPEG/PNG/BMP files of a folder in name order, decoded with the codec
-// module (same pixels as the rest of zerodet).
+// module (same pixels as the rest of zerodet). One bad file never stops the replay: it is
+// reported (spdlog warning) and skipped, when the folder is scanned and when it is decoded.
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
@@ -14,30 +17,42 @@ namespace {
 
 namespace fs = std::filesystem;
 
+void ReportSkipped(const std::string& folder, const Status& why) {
+  spdlog::warn("image folder {}: skipping {}", folder, why.ToString());
+}
+
 class ImageFolderSource final : public FrameSource {
  public:
-  ImageFolderSource(std::vector<fs::path> files, size_t max_frame_bytes, bool loop)
-      : files_(std::move(files)), max_frame_bytes_(max_frame_bytes), loop_(loop) {}
+  ImageFolderSource(std::string folder, std::vector<fs::path> files, size_t max_frame_bytes,
+                    bool loop)
+      : folder_(std::move(folder)),
+        files_(std::move(files)),
+        max_frame_bytes_(max_frame_bytes),
+        loop_(loop) {}
 
   size_t max_frame_bytes() const override { return max_frame_bytes_; }
   double native_fps() const override { return 0; }
   int width() const override { return current_.image.width(); }
   int height() const override { return current_.image.height(); }
 
+  // The next image that decodes. A file that no longer does (removed, rewritten, unreadable
+  // since the scan) is reported and skipped; only a whole pass without one image is an error.
   Result<bool> Advance() override {
-    if (next_ == files_.size()) {
-      if (!loop_) return false;
-      next_ = 0;
+    Status last_failure;
+    for (size_t failures = 0; failures < files_.size();) {
+      if (next_ == files_.size()) {
+        if (!loop_) return false;
+        next_ = 0;
+      }
+      const Status loaded = Load(files_[next_++]);
+      if (loaded.ok()) return true;
+      ReportSkipped(folder_, loaded);
+      last_failure = loaded;
+      ++failures;
     }
-    ZD_ASSIGN_OR_RETURN(current_, DecodeImageFile(files_[next_++]));
-    if (current_.image.size_bytes() > max_frame_bytes_) {
-      return CorruptDataError(files_[next_ - 1].string() +
-                              " changed size since the folder was "
-                              "scanned (now " +
-                              std::to_string(current_.image.width()) + "x" +
-                              std::to_string(current_.image.height()) + ")");
-    }
-    return true;
+    return Status(last_failure.code(),
+                  "image folder " + folder_ + ": none of its " + std::to_string(files_.size()) +
+                      " images decodes any more (last: " + last_failure.message() + ")");
   }
 
   Status WriteRgb(std::span<uint8_t> dst) override {
@@ -55,6 +70,19 @@ class ImageFolderSource final : public FrameSource {
   }
 
  private:
+  Status Load(const fs::path& file) {
+    auto decoded = DecodeImageFile(file);
+    if (!decoded.ok()) return decoded.status();
+    if (decoded->image.size_bytes() > max_frame_bytes_) {
+      return CorruptDataError(file.string() + " changed size since the folder was scanned (now " +
+                              std::to_string(decoded->image.width()) + "x" +
+                              std::to_string(decoded->image.height()) + ")");
+    }
+    current_ = std::move(decoded).value();
+    return Status::Ok();
+  }
+
+  std::string folder_;
   std::vector<fs::path> files_;
   size_t max_frame_bytes_;
   bool loop_;
@@ -62,36 +90,56 @@ class ImageFolderSource final : public FrameSource {
   DecodedImage current_;
 };
 
+// The RGB8 bytes the image in `file` decodes to, from its header.
+Result<size_t> FrameBytes(const fs::path& file) {
+  ZD_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, ReadFileBytes(file));
+  ZD_ASSIGN_OR_RETURN(ImageInfo info, ReadImageInfo(bytes, file.string()));
+  // One header claiming a huge image must not size every slot of the ring.
+  ZD_RETURN_IF_ERROR(CheckFrameSize(info.width, info.height, file.string()));
+  // EXIF orientation may swap width and height when decoding; the byte count stays the same.
+  return static_cast<size_t>(info.width) * static_cast<size_t>(info.height) * 3;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<FrameSource>> OpenImageFolderSource(const std::string& folder, bool loop) {
-  std::error_code ec;
-  if (!fs::is_directory(folder, ec)) return NotFoundError("no image folder " + folder);
-  std::vector<fs::path> files;
-  for (const auto& entry : fs::directory_iterator(folder, ec)) {
-    if (!entry.is_regular_file()) continue;
-    std::string ext = entry.path().extension().string();
-    std::transform(ext.begin(), ext.end(), ext.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    if (ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp") {
-      files.push_back(entry.path());
-    }
-  }
-  if (ec) return IoError("cannot list " + folder + ": " + ec.message());
-  if (files.empty()) {
-    return InvalidArgumentError("image folder " + folder + " has no .jpg, .png or .bmp files");
-  }
-  std::sort(files.begin(), files.end());
-  // EXIF orientation may swap width and height when decoding; the byte count stays the same.
+  auto listed = ListDirectory(folder);
+  if (!listed.ok()) return listed.status().WithContext("image folder");
+  std::vector<fs::path> files;  // in name order: ListDirectory sorts
   size_t max_frame_bytes = 0;
-  for (const fs::path& file : files) {
-    ZD_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, ReadFileBytes(file));
-    ZD_ASSIGN_OR_RETURN(ImageInfo info, ReadImageInfo(bytes, file.string()));
-    max_frame_bytes = std::max(
-        max_frame_bytes, static_cast<size_t>(info.width) * static_cast<size_t>(info.height) * 3);
+  size_t skipped = 0;
+  Status first_skipped;
+  for (const DirectoryEntry& entry : *listed) {
+    // Only names that say "image" count; anything else in the folder is not ours to judge.
+    if (!HasImageFileExtension(entry.path)) continue;
+    Status why;
+    if (entry.kind == DirectoryEntry::Kind::kError) {
+      why = entry.error;  // a symlink loop, a dangling link, no permission
+    } else if (entry.kind != DirectoryEntry::Kind::kRegular) {
+      why = InvalidArgumentError(entry.path.string() + ": not a regular file");
+    } else {
+      auto bytes = FrameBytes(entry.path);
+      if (bytes.ok()) {
+        files.push_back(entry.path);
+        max_frame_bytes = std::max(max_frame_bytes, *bytes);
+        continue;
+      }
+      why = bytes.status();
+    }
+    ReportSkipped(folder, why);
+    if (skipped++ == 0) first_skipped = why;
+  }
+  if (files.empty() && skipped > 0) {
+    return Status(first_skipped.code(), "image folder " + folder + " has no readable image (" +
+                                            std::to_string(skipped) +
+                                            " skipped; first: " + first_skipped.message() + ")");
+  }
+  if (files.empty()) {
+    return InvalidArgumentError("image folder " + folder +
+                                " has no .jpg, .jpeg, .png or .bmp files");
   }
   return std::unique_ptr<FrameSource>(
-      new ImageFolderSource(std::move(files), max_frame_bytes, loop));
+      new ImageFolderSource(folder, std::move(files), max_frame_bytes, loop));
 }
 
 }  // namespace zerodet::pipeline

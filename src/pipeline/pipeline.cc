@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/random.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,26 +14,76 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <memory>
 #include <set>
-#include <sstream>
 #include <thread>
 
 #include "processes.h"
+#include "protocol.h"
+#include "zerodet/core/child_process.h"
+#include "zerodet/core/clock.h"
 #include "zerodet/ring/frame_ring.h"
 
 namespace zerodet::pipeline {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using Clock = MonotonicClock;
 
 // A result line with 300 detections is about 30 KB.
 constexpr size_t kResultSlotBytes = 64 * 1024;
 // A restarted process that runs this long is considered recovered.
 constexpr auto kStableRun = std::chrono::seconds(30);
+// After a stop request, children still running this much later are killed.
+constexpr auto kStopGrace = std::chrono::seconds(30);
+
+// "zp-<pid>-<8 random hex digits>-". /dev/shm is shared by every user of the machine: a
+// predictable name (zp-<pid>-<source>) could be created first by another user, and the ring
+// would then be refused (never used: RingWriter only opens segments of its own user), keeping
+// the pipeline from starting. The pid keeps names readable and lets RemoveStaleRings("zp-")
+// find them.
+std::string DefaultRingPrefix() {
+  uint32_t random = 0;
+  if (::getrandom(&random, sizeof(random), GRND_NONBLOCK) != static_cast<ssize_t>(sizeof(random))) {
+    // No entropy yet (early boot): the clock is unpredictable enough against a name squatter.
+    random = static_cast<uint32_t>(MonotonicNowNs() ^ (MonotonicNowNs() >> 32));
+  }
+  char hex[9];
+  std::snprintf(hex, sizeof(hex), "%08x", random);
+  return "zp-" + std::to_string(::getpid()) + "-" + hex + "-";
+}
+
+// "exit code 4", "killed by signal 9 (Killed)".
+std::string ExitDescription(int wait_status) {
+  if (WIFSIGNALED(wait_status)) {
+    return "killed by signal " + std::to_string(WTERMSIG(wait_status)) + " (" +
+           ::strsignal(WTERMSIG(wait_status)) + ")";
+  }
+  return "exit code " + std::to_string(WEXITSTATUS(wait_status));
+}
 
 enum class Kind { kIngest, kWorker };
+
+// Signal dispositions of a fresh child, whatever the embedding program set: a handler
+// inherited from it would only set that program's flag (and make the child deaf to SIGTERM, the
+// supervisor's request and the parent-death signal), and a blocked signal would stay blocked.
+//   SIGPIPE: ignored, so a write to a supervisor that is gone fails instead of killing.
+//   SIGINT:  ignored by workers (Ctrl-C reaches the whole process group; the supervisor stops
+//            the sources and lets the workers drain them); the ingest installs its own.
+//   SIGTERM: the default (ends a worker); the ingest installs its own.
+void PrepareChildSignals(Kind kind) {
+  sigset_t none;
+  ::sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  struct sigaction action = {};
+  action.sa_handler = SIG_IGN;
+  ::sigaction(SIGPIPE, &action, nullptr);
+  action.sa_handler = kind == Kind::kWorker ? SIG_IGN : SIG_DFL;
+  ::sigaction(SIGINT, &action, nullptr);
+  action.sa_handler = SIG_DFL;
+  ::sigaction(SIGTERM, &action, nullptr);
+}
 
 struct Child {
   Kind kind = Kind::kIngest;
@@ -39,7 +91,7 @@ struct Child {
   int worker = 0;  // worker number within its model
   pid_t pid = -1;  // -1: not running
   int fd = -1;     // read end of its message pipe
-  std::string buffer;
+  detail::MessageReader messages;
   bool in_flight = false;  // took a frame and has not delivered its result
   int restarts = 0;        // in a row: reset once a restarted process has run a while
   int launches = 0;
@@ -53,8 +105,7 @@ class Supervisor {
   Supervisor(const PipelineConfig& config, const PipelineOptions& options, FILE* out,
              ring::RingWriter* results_ring)
       : config_(config), options_(options), out_(out), results_ring_(results_ring) {
-    prefix_ = options.ring_prefix.empty() ? "zp-" + std::to_string(::getpid()) + "-"
-                                          : options.ring_prefix;
+    prefix_ = options.ring_prefix.empty() ? DefaultRingPrefix() : options.ring_prefix;
     for (const SourceConfig& s : config.sources) summary_.sources[s.name] = {};
     for (const ModelConfig& m : config.models) summary_.models[m.name] = {};
   }
@@ -80,6 +131,10 @@ class Supervisor {
       }
       if (c.fd >= 0) ::close(c.fd);
     }
+    // Rings whose ingest was killed above are not left behind in /dev/shm.
+    for (size_t s = 0; s < config_.sources.size(); ++s) {
+      (void)ring::CloseAbandonedRing(RingName(static_cast<int>(s))).status();
+    }
   }
 
   Result<PipelineSummary> Run() {
@@ -92,7 +147,9 @@ class Supervisor {
     // Rings first: every ingest must report READY (its ring exists) before workers attach.
     for (Child& c : children_) ZD_RETURN_IF_ERROR(Spawn(c));
     for (Child& c : children_) ZD_RETURN_IF_ERROR(AwaitReady(c));
-    for (size_t m = 0; m < config_.models.size(); ++m) {
+    // Asked to stop while the sources were opening: no worker is needed any more.
+    const size_t model_count = StopRequested() ? 0 : config_.models.size();
+    for (size_t m = 0; m < model_count; ++m) {
       for (int w = 0; w < config_.models[m].workers; ++w) {
         Child c;
         c.kind = Kind::kWorker;
@@ -105,23 +162,63 @@ class Supervisor {
       if (c.kind == Kind::kWorker) ZD_RETURN_IF_ERROR(Spawn(c));
     }
     bool stopping = false;
+    Deadline stop_grace = Deadline::Never();
     while (!AllDone()) {
-      if (!stopping && options_.stop != nullptr && options_.stop->load()) {
+      if (!stopping && StopRequested()) {
+        // Ingests close their rings; workers drain them and exit. Nothing is restarted.
         stopping = true;
+        stop_grace = Deadline::After(kStopGrace);
         for (Child& c : children_) {
           if (c.kind == Kind::kIngest && c.pid > 0) ::kill(c.pid, SIGTERM);
+          if (c.pid < 0 && !c.done) {
+            c.done = true;
+            // An ingest waiting for its restart left its ring open: end it for the workers.
+            if (c.kind == Kind::kIngest) CloseSourceRing(c.index);
+          }
         }
+      }
+      if (stopping && stop_grace.expired()) {
+        // A child that ignores the request (stuck in a driver, a model that takes minutes per
+        // frame) must not keep the pipeline from ending.
+        for (Child& c : children_) {
+          if (c.pid > 0) {
+            spdlog::warn("zerodet pipeline: {} did not stop within {} s; killing it", Describe(c),
+                         kStopGrace.count());
+            ::kill(c.pid, SIGKILL);
+          }
+        }
+        stop_grace = Deadline::Never();
       }
       PollMessages(100);
       ZD_RETURN_IF_ERROR(fatal_);
       ZD_RETURN_IF_ERROR(ReapChildren(stopping));
-      ZD_RETURN_IF_ERROR(RestartDue());
+      if (!stopping) ZD_RETURN_IF_ERROR(RestartDue());
     }
-    std::fflush(out_);
+    // A message read with the last exit can carry the last error.
+    ZD_RETURN_IF_ERROR(fatal_);
     return summary_;
   }
 
  private:
+  // Ends the ring of source `s` after its ingest died for good (see ring::CloseAbandonedRing):
+  // its workers drain it and exit.
+  // Its final counters are the source's summary: the dead ingest could not report them.
+  void CloseSourceRing(int s) {
+    const std::string& name = config_.sources[static_cast<size_t>(s)].name;
+    auto closed = ring::CloseAbandonedRing(RingName(s));
+    if (closed.ok()) {
+      SourceSummary& summary = summary_.sources[name];
+      summary.frames_published = closed->frames_published;
+      summary.frames_dropped = closed->frames_dropped;
+      summary.frames_overwritten = closed->frames_overwritten;
+    } else if (closed.status().code() != StatusCode::kNotFound) {
+      spdlog::warn("zerodet pipeline: closing the ring of source {}: {}", name,
+                   closed.status().ToString());
+    }
+  }
+
+  bool StopRequested() const { return options_.stop != nullptr && options_.stop->load(); }
+
   bool SourceEnded(int s) const {
     for (const Child& c : children_) {
       if (c.kind == Kind::kIngest && c.index == s) return c.done;
@@ -152,6 +249,7 @@ class Supervisor {
     if (::pipe2(fds, O_CLOEXEC) != 0) return ErrnoError("pipe", errno);
     std::fflush(nullptr);
     ++c.launches;  // before fork: the child reads it
+    const pid_t supervisor = ::getpid();
     const pid_t pid = ::fork();
     if (pid < 0) {
       const int err = errno;
@@ -160,11 +258,16 @@ class Supervisor {
       return ErrnoError("fork " + Describe(c), err);
     }
     if (pid == 0) {
+      // Children die with the supervisor, also when it is killed with SIGKILL: an ingest
+      // left behind would keep its camera and its ring in /dev/shm. SIGTERM lets an ingest
+      // close and unlink its ring; a worker just ends.
+      if (!TieToParent(supervisor, SIGTERM)) ::_exit(detail::kExitFatal);
       ::close(fds[0]);
       for (const Child& other : children_) {
         if (other.fd >= 0) ::close(other.fd);
       }
-      ::_exit(RunChild(c, fds[1]));
+      PrepareChildSignals(c.kind);
+      ::_exit(RunChildContained(c, fds[1]));
     }
     ::close(fds[1]);
     ::fcntl(fds[0], F_SETFL, O_NONBLOCK);
@@ -172,7 +275,7 @@ class Supervisor {
     c.fd = fds[0];
     c.pid = pid;
     c.started = Clock::now();
-    c.buffer.clear();
+    c.messages = detail::MessageReader();
     c.in_flight = false;
     if (c.kind == Kind::kIngest && options_.observer.on_ingest_started) {
       options_.observer.on_ingest_started(config_.sources[static_cast<size_t>(c.index)].name, pid);
@@ -182,6 +285,23 @@ class Supervisor {
                                           c.worker, pid);
     }
     return Status::Ok();
+  }
+
+  // The child's module boundary: an exception (memory, a bug) becomes the child's reported
+  // error instead of std::terminate's abort, which supervision would restart again and again.
+  int RunChildContained(const Child& c, int fd) {
+    Status failed;
+    try {
+      return RunChild(c, fd);
+    } catch (const std::bad_alloc&) {
+      failed = ResourceExhaustedError(Describe(c) + ": out of memory");
+    } catch (const std::exception& e) {
+      failed = InternalError(Describe(c) + ": unexpected exception: " + e.what());
+    } catch (...) {
+      failed = InternalError(Describe(c) + ": unexpected exception");
+    }
+    detail::SendMessage(fd, detail::ErrorMessage{failed});
+    return detail::kExitFatal;
   }
 
   int RunChild(const Child& c, int fd) {
@@ -206,7 +326,7 @@ class Supervisor {
     for (const std::string& name : args.model.sources) {
       for (size_t s = 0; s < config_.sources.size(); ++s) {
         if (config_.sources[s].name == name) {
-          args.sources.emplace_back(name, RingName(static_cast<int>(s)));
+          args.sources.push_back({static_cast<uint32_t>(s), name, RingName(static_cast<int>(s))});
         }
       }
     }
@@ -228,8 +348,12 @@ class Supervisor {
         ZD_RETURN_IF_ERROR(fatal_);
         c.pid = -1;
         c.done = true;
-        return UnavailableError(Describe(c) + " exited before its ring was ready");
+        // It saw the stop request first (Ctrl-C reaches the whole process group).
+        if (StopRequested()) return Status::Ok();
+        return UnavailableError(Describe(c) + " exited before its ring was ready (" +
+                                ExitDescription(status) + ")");
       }
+      if (StopRequested()) return Status::Ok();  // Run stops it
     }
   }
 
@@ -252,53 +376,68 @@ class Supervisor {
     }
   }
 
+  // Reads what the child wrote and handles each complete message. A child that breaks the
+  // protocol is faulty: it is killed, and supervision restarts it like any crashed child.
   void ReadMessages(Child& c) {
     char buf[65536];
     for (;;) {
       const ssize_t n = ::read(c.fd, buf, sizeof(buf));
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) break;
-      c.buffer.append(buf, static_cast<size_t>(n));
+      c.messages.Append(std::string_view(buf, static_cast<size_t>(n)));
+      for (;;) {
+        auto message = c.messages.Next();
+        if (!message.ok()) {
+          spdlog::warn("zerodet pipeline: {}: {}; killing it", Describe(c),
+                       message.status().ToString());
+          if (c.pid > 0) ::kill(c.pid, SIGKILL);
+          return;
+        }
+        if (!message->has_value()) break;
+        Handle(c, **message);
+      }
     }
-    size_t start = 0;
-    for (size_t nl; (nl = c.buffer.find('\n', start)) != std::string::npos; start = nl + 1) {
-      HandleLine(c, std::string_view(c.buffer).substr(start, nl - start));
-    }
-    c.buffer.erase(0, start);
   }
 
-  void HandleLine(Child& c, std::string_view line) {
-    auto starts = [&](std::string_view word) { return line.substr(0, word.size()) == word; };
-    if (starts("ERROR ")) {
-      if (fatal_.ok()) fatal_ = detail::ParseErrorLine(line.substr(6));
-    } else if (starts("READY")) {
-      ready_.insert(c.index);
-    } else if (starts("STATS ")) {
-      std::istringstream in{std::string(line.substr(6))};
+  void Handle(Child& c, const detail::Message& message) {
+    if (const auto* error = std::get_if<detail::ErrorMessage>(&message)) {
+      if (fatal_.ok()) fatal_ = error->status;
+    } else if (std::holds_alternative<detail::ReadyMessage>(message)) {
+      if (c.kind == Kind::kIngest) ready_.insert(c.index);
+    } else if (const auto* stats = std::get_if<detail::StatsMessage>(&message)) {
+      if (c.kind != Kind::kIngest) return;
       SourceSummary& s = summary_.sources[config_.sources[static_cast<size_t>(c.index)].name];
-      in >> s.frames_published >> s.frames_dropped >> s.frames_overwritten;
-    } else if (starts("BEGIN ")) {
+      s.frames_published = stats->frames_published;
+      s.frames_dropped = stats->frames_dropped;
+      s.frames_overwritten = stats->frames_overwritten;
+    } else if (std::holds_alternative<detail::BeginMessage>(message)) {
       c.in_flight = true;
-    } else if (starts("RESULT ")) {
+    } else if (const auto* result = std::get_if<detail::ResultMessage>(&message)) {
+      if (c.kind != Kind::kWorker || result->source >= config_.sources.size()) return;
       c.in_flight = false;
-      const std::string_view json = line.substr(7);
-      std::fwrite(json.data(), 1, json.size(), out_);
-      std::fputc('\n', out_);
-      if (results_ring_ != nullptr) PublishResult(json);
+      WriteResult(result->json);
+      if (results_ring_ != nullptr) PublishResult(result->json);
       const std::string& model = config_.models[static_cast<size_t>(c.index)].name;
       ++summary_.models[model].results;
       if (options_.observer.on_result) {
-        // The source and sequence lead the line: {"source":"...","sequence":N,...
-        const size_t sq = json.find("\"sequence\":");
-        const size_t src = json.find("\"source\":\"");
-        const std::string source =
-            src == std::string_view::npos
-                ? ""
-                : std::string(json.substr(src + 10, json.find('"', src + 10) - (src + 10)));
-        const uint64_t sequence =
-            sq == std::string_view::npos ? 0 : std::strtoull(json.data() + sq + 11, nullptr, 10);
-        options_.observer.on_result(model, c.worker, c.pid, source, sequence);
+        options_.observer.on_result(model, c.worker, c.pid, config_.sources[result->source].name,
+                                    result->sequence);
       }
+    }
+  }
+
+  // Writes one result line and flushes it: consumers of a live pipeline see each result when
+  // it happens (stdio would hold a pipe's output in 4 KiB blocks), and a failed write (a full
+  // disk, a closed pipe) stops the pipeline instead of losing results without a word.
+  void WriteResult(std::string_view json) {
+    if (std::fwrite(json.data(), 1, json.size(), out_) == json.size() &&
+        std::fputc('\n', out_) != EOF && std::fflush(out_) == 0) {
+      return;
+    }
+    const int err = errno;
+    if (fatal_.ok()) {
+      fatal_ = ErrnoError(
+          "cannot write results to " + (config_.results == "-" ? "stdout" : config_.results), err);
     }
   }
 
@@ -320,36 +459,41 @@ class Supervisor {
     (void)results_ring_->Publish(info);
   }
 
+  // Handles the children that exited. Each is waited for by its pid: the program around the
+  // supervisor may have children of its own, whose exit status is not ours to collect.
   Status ReapChildren(bool stopping) {
-    for (;;) {
+    for (Child& child : children_) {
+      if (child.pid <= 0) continue;
       int status = 0;
-      const pid_t pid = ::waitpid(-1, &status, WNOHANG);
-      if (pid <= 0) return Status::Ok();
-      Child* c = nullptr;
-      for (Child& candidate : children_) {
-        if (candidate.pid == pid) c = &candidate;
-      }
-      if (c == nullptr) continue;  // not ours
-      ReadMessages(*c);            // what it wrote before exiting
+      pid_t got;
+      do {
+        got = ::waitpid(child.pid, &status, WNOHANG);
+      } while (got < 0 && errno == EINTR);
+      if (got != child.pid) continue;
+      Child* c = &child;
+      ReadMessages(*c);  // what it wrote before exiting
       ZD_RETURN_IF_ERROR(fatal_);
       c->pid = -1;
       const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
       if (WIFEXITED(status) && WEXITSTATUS(status) == detail::kExitFatal) {
         return UnavailableError(Describe(*c) + " failed and cannot be restarted");
       }
-      const std::string why = WIFSIGNALED(status)
-                                  ? "killed by signal " + std::to_string(WTERMSIG(status))
-                                  : "exit code " + std::to_string(WEXITSTATUS(status));
+      const std::string why = ExitDescription(status);
       if (c->kind == Kind::kIngest) {
         if (clean || stopping) {
           c->done = true;
+          // Gone without closing its ring (killed, or exiting to be restarted): end it for the
+          // workers, who would otherwise wait for a new writer.
+          if (!clean) CloseSourceRing(c->index);
           continue;
         }
         ++summary_.sources[config_.sources[static_cast<size_t>(c->index)].name].ingest_restarts;
       } else {
         ModelSummary& model = summary_.models[config_.models[static_cast<size_t>(c->index)].name];
         if (c->in_flight) ++model.frames_lost_in_flight;
-        if (clean) {
+        // Nothing is restarted once stopping: a worker left waiting for a restart would keep
+        // the run from ever ending.
+        if (clean || stopping) {
           c->done = true;
           continue;
         }
@@ -363,8 +507,7 @@ class Supervisor {
         }
         if (!any_source_running) {
           // Its rings are closed and unlinked: a new worker could not attach to them.
-          std::fprintf(stderr, "zerodet pipeline: %s died (%s) after its sources ended\n",
-                       Describe(*c).c_str(), why.c_str());
+          spdlog::warn("zerodet pipeline: {} died ({}) after its sources ended", Describe(*c), why);
           c->done = true;
           continue;
         }
@@ -381,10 +524,11 @@ class Supervisor {
       ++c->restarts;
       // Exponential backoff (a stream that keeps dropping is retried less and less often).
       const int backoff_ms = config_.restart_backoff_ms << std::min(c->restarts - 1, 6);
-      std::fprintf(stderr, "zerodet pipeline: %s stopped (%s); restarting in %d ms\n",
-                   Describe(*c).c_str(), why.c_str(), backoff_ms);
+      spdlog::warn("zerodet pipeline: {} stopped ({}); restarting in {} ms", Describe(*c), why,
+                   backoff_ms);
       c->restart_at = Clock::now() + std::chrono::milliseconds(backoff_ms);
     }
+    return Status::Ok();
   }
 
   Status RestartDue() {
@@ -406,9 +550,7 @@ class Supervisor {
   PipelineSummary summary_;
 };
 
-}  // namespace
-
-Result<PipelineSummary> RunPipeline(const PipelineConfig& config, const PipelineOptions& options) {
+Result<PipelineSummary> Run(const PipelineConfig& config, const PipelineOptions& options) {
   if (config.sources.empty() || config.models.empty()) {
     return InvalidArgumentError("a pipeline needs at least one source and one model");
   }
@@ -435,10 +577,34 @@ Result<PipelineSummary> RunPipeline(const PipelineConfig& config, const Pipeline
     ring_options.name = config.results_ring;
     ring_options.slot_count = 64;
     ring_options.slot_bytes = kResultSlotBytes;
-    ZD_ASSIGN_OR_RETURN(results_ring, ring::RingWriter::Open(ring_options));
+    auto opened = ring::RingWriter::Open(ring_options);
+    if (!opened.ok()) {
+      Status status =
+          opened.status().WithContext("output.results_ring '" + config.results_ring + "'");
+      if (status.code() == StatusCode::kPermissionDenied) {
+        // Ring names are machine-wide: another user's process holds this one.
+        status = PermissionDeniedError(status.message() + "; choose another name");
+      }
+      return status;
+    }
+    results_ring = std::move(opened).value();
   }
   Supervisor supervisor(config, options, out, results_ring.get());
   return supervisor.Run();
+}
+
+}  // namespace
+
+Result<PipelineSummary> RunPipeline(const PipelineConfig& config, const PipelineOptions& options) {
+  // The module boundary: no exception leaves it (memory, a bug, an observer that throws). The
+  // supervisor's destructor has stopped the children by the time one arrives here.
+  try {
+    return Run(config, options);
+  } catch (const std::bad_alloc&) {
+    return ResourceExhaustedError("pipeline: out of memory");
+  } catch (const std::exception& e) {
+    return InternalError(std::string("pipeline: unexpected exception: ") + e.what());
+  }
 }
 
 }  // namespace zerodet::pipeline

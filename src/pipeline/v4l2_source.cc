@@ -9,6 +9,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "camera_frame.h"
+#include "zerodet/core/unique_fd.h"
 #include "zerodet/pipeline/source.h"
 
 namespace zerodet::pipeline {
@@ -42,6 +44,23 @@ Status ErrnoError(const std::string& what, int err) {
   return IoError(std::move(message));
 }
 
+// The character-device major number of video4linux nodes (/dev/video*, Documentation/
+// admin-guide/devices.txt).
+constexpr unsigned kVideo4LinuxMajor = 81;
+
+Status CheckVideoDevice(const std::string& device, const struct stat& st) {
+  if (!S_ISCHR(st.st_mode)) {
+    return InvalidArgumentError("camera " + device + " is not a character device");
+  }
+  if (major(st.st_rdev) != kVideo4LinuxMajor) {
+    return InvalidArgumentError("camera " + device + " is not a V4L2 device (device " +
+                                std::to_string(major(st.st_rdev)) + ":" +
+                                std::to_string(minor(st.st_rdev)) + "; V4L2 devices are " +
+                                std::to_string(kVideo4LinuxMajor) + ":N)");
+  }
+  return Status::Ok();
+}
+
 // Formats in the order DefaultFormatOrder prefers them.
 constexpr uint32_t kPreferred[] = {detail::kFourCcRgb24, detail::kFourCcBgr24, detail::kFourCcYuyv,
                                    detail::kFourCcUyvy,  detail::kFourCcMjpeg, detail::kFourCcJpeg,
@@ -51,14 +70,20 @@ class V4l2Source final : public FrameSource {
  public:
   static Result<std::unique_ptr<FrameSource>> Open(const std::string& device,
                                                    const CameraOptions& options) {
-    struct stat st;
+    // Opening a device node can act on the device (opening /dev/watchdog arms it, and closing
+    // it without the magic word reboots the machine): only video4linux nodes are opened, as
+    // their device number says. The check is repeated on the open descriptor, in case the path
+    // was replaced in between.
+    struct stat st {};
     if (::stat(device.c_str(), &st) != 0) return ErrnoError("camera " + device, errno);
-    if (!S_ISCHR(st.st_mode)) {
-      return InvalidArgumentError("camera " + device + " is not a character device");
-    }
-    const int fd = ::open(device.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) return ErrnoError("cannot open camera " + device, errno);
-    auto source = std::unique_ptr<V4l2Source>(new V4l2Source(device, fd, options));
+    ZD_RETURN_IF_ERROR(CheckVideoDevice(device, st));
+    // O_NONBLOCK: opening never waits, and VIDIOC_DQBUF does not block either (Advance polls).
+    // O_NOCTTY: never becomes a controlling terminal.
+    UniqueFd fd(::open(device.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+    if (!fd.valid()) return ErrnoError("camera " + device, errno);
+    if (::fstat(fd.get(), &st) != 0) return ErrnoError("camera " + device + ": fstat", errno);
+    ZD_RETURN_IF_ERROR(CheckVideoDevice(device, st));
+    auto source = std::unique_ptr<V4l2Source>(new V4l2Source(device, fd.Release(), options));
     ZD_RETURN_IF_ERROR(source->Negotiate());
     ZD_RETURN_IF_ERROR(source->StartStreaming());
     return std::unique_ptr<FrameSource>(std::move(source));
@@ -205,12 +230,7 @@ class V4l2Source final : public FrameSource {
     layout_.width = static_cast<int>(fmt.fmt.pix.width);
     layout_.height = static_cast<int>(fmt.fmt.pix.height);
     layout_.bytes_per_line = fmt.fmt.pix.bytesperline;
-    if (layout_.width <= 0 || layout_.height <= 0 || layout_.width > 16384 ||
-        layout_.height > 16384) {
-      return InvalidArgumentError("camera " + device_ + " reports a frame size of " +
-                                  std::to_string(layout_.width) + "x" +
-                                  std::to_string(layout_.height));
-    }
+    ZD_RETURN_IF_ERROR(CheckFrameSize(layout_.width, layout_.height, "camera " + device_));
 
     if (options_.fps > 0) {
       v4l2_streamparm parm{};

@@ -1,10 +1,9 @@
 // A worker process of one model: takes frames from its sources' rings as a member of the
 // model's work group and runs the detector on the pixels in shared memory (preprocessing
 // writes straight into the model's input buffer; the frame itself is never copied).
-#include <time.h>
+#include <spdlog/spdlog.h>
 
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -12,39 +11,34 @@
 #include <thread>
 
 #include "processes.h"
+#include "protocol.h"
 #include "zerodet/codec/annotate.h"
+#include "zerodet/core/clock.h"
 #include "zerodet/core/detection.h"
+#include "zerodet/core/detection_json.h"
 #include "zerodet/infer/detector.h"
 #include "zerodet/ring/frame_ring.h"
 
 namespace zerodet::pipeline::detail {
 namespace {
 
-int64_t NowNs() {
-  timespec ts;
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
-
+// Milliseconds with 2 decimals, for the latency fields.
 double Ms(int64_t ns) {
-  return std::round(static_cast<double>(ns) / 1e4) / 100.0;
-}
-// Rounds to 1/scale (scale 10: one decimal). Dividing last keeps the JSON short (348.9, not
-// 348.90000000000003).
-double Round(double v, double scale) {
-  return std::round(v * scale) / scale;
+  return RoundTo(static_cast<double>(ns) / 1e6, 2);
 }
 
 struct Input {
-  std::string source;
+  WorkerSource source;
   std::unique_ptr<ring::RingReader> reader;  // null once the source has ended
 };
 
-nlohmann::json ResultJson(const WorkerArgs& args, const Detector& detector, const Input& input,
-                          const ring::FrameInfo& info, int64_t taken_ns,
-                          const Result<DetectionResult>& result) {
-  nlohmann::json line;
-  line["source"] = input.source;
+// The result line of one frame (see pipeline.h); detections in the one format of
+// core/detection_json.h.
+nlohmann::ordered_json ResultJson(const WorkerArgs& args, const Detector& detector,
+                                  const Input& input, const ring::FrameInfo& info, int64_t taken_ns,
+                                  const Result<DetectionResult>& result) {
+  nlohmann::ordered_json line;
+  line["source"] = input.source.name;
   line["sequence"] = info.sequence;
   line["timestamp_ns"] = info.timestamp_ns;
   line["model"] = args.model.name;
@@ -55,27 +49,14 @@ nlohmann::json ResultJson(const WorkerArgs& args, const Detector& detector, cons
     line["error"] = result.status().ToString();
     return line;
   }
-  const std::vector<std::string>& names = detector.spec().class_names;
-  nlohmann::json detections = nlohmann::json::array();
-  for (const Detection& d : result->detections) {
-    detections.push_back(
-        {{"class_id", d.class_id},
-         {"class", d.class_id >= 0 && static_cast<size_t>(d.class_id) < names.size()
-                       ? names[static_cast<size_t>(d.class_id)]
-                       : std::to_string(d.class_id)},
-         {"score", Round(d.score, 1e4)},
-         {"box",
-          {Round(d.box.x1, 10), Round(d.box.y1, 10), Round(d.box.width(), 10),
-           Round(d.box.height(), 10)}}});
-  }
-  line["detections"] = std::move(detections);
+  line["detections"] = DetectionsToJson(result->detections, detector.spec().class_names);
   const StageTimings& t = result->timing;
   line["latency_ms"] = {{"decode", Ms(info.publish_time_ns - info.timestamp_ns)},
                         {"queue", Ms(taken_ns - info.publish_time_ns)},
-                        {"preprocess", Round(t.preprocess_ms, 100)},
-                        {"infer", Round(t.infer_ms, 100)},
-                        {"postprocess", Round(t.postprocess_ms, 100)},
-                        {"total", Ms(NowNs() - info.timestamp_ns)}};
+                        {"preprocess", RoundTo(t.preprocess_ms, 2)},
+                        {"infer", RoundTo(t.infer_ms, 2)},
+                        {"postprocess", RoundTo(t.postprocess_ms, 2)},
+                        {"total", Ms(MonotonicNowNs() - info.timestamp_ns)}};
   return line;
 }
 
@@ -89,14 +70,14 @@ int RunWorker(const WorkerArgs& args) {
   options.params.iou_threshold = args.model.iou;
   auto detector = Detector::Create(args.model.path, options);
   if (!detector.ok()) {
-    SendLine(args.fd, ErrorLine(detector.status().WithContext("model " + args.model.name)));
+    SendMessage(args.fd, ErrorMessage{detector.status().WithContext("model " + args.model.name)});
     return kExitFatal;
   }
 
   std::vector<Input> inputs;
-  for (const auto& [source, ring_name] : args.sources) {
+  for (const WorkerSource& source : args.sources) {
     ring::ReaderOptions reader_options;
-    reader_options.ring_name = ring_name;
+    reader_options.ring_name = source.ring_name;
     reader_options.mode = ring::ReaderMode::kWorkGroup;
     reader_options.group = args.model.name;
     auto reader = ring::RingReader::Attach(reader_options);
@@ -104,7 +85,7 @@ int RunWorker(const WorkerArgs& args) {
     if (reader.ok()) {
       input.reader = std::move(reader).value();
     } else if (reader.status().code() != StatusCode::kNotFound) {  // not found: already ended
-      SendLine(args.fd, ErrorLine(reader.status().WithContext("source " + source)));
+      SendMessage(args.fd, ErrorMessage{reader.status().WithContext("source " + source.name)});
       return kExitFatal;
     }
     inputs.push_back(std::move(input));
@@ -115,7 +96,9 @@ int RunWorker(const WorkerArgs& args) {
   size_t turn = 0;
   for (;;) {
     size_t open = 0;
-    for (const Input& input : inputs) open += input.reader ? 1 : 0;
+    for (const Input& input : inputs) {
+      if (input.reader) ++open;
+    }
     if (open == 0) return 0;
     const auto wait = open == 1 ? std::chrono::milliseconds(200) : std::chrono::milliseconds(10);
     bool any = false;
@@ -138,9 +121,9 @@ int RunWorker(const WorkerArgs& args) {
         continue;
       }
       any = true;
-      const int64_t taken = NowNs();
+      const int64_t taken = MonotonicNowNs();
       const ring::FrameInfo info = lease->info();
-      SendLine(args.fd, "BEGIN " + std::to_string(i) + " " + std::to_string(info.sequence) + "\n");
+      SendMessage(args.fd, BeginMessage{input.source.index, info.sequence});
       auto result = (*detector)->Detect(lease->image());
       if (result.ok() && !args.annotated_dir.empty()) {
         // Drawn from the slot while the lease still holds it.
@@ -148,16 +131,18 @@ int RunWorker(const WorkerArgs& args) {
         std::snprintf(name, sizeof(name), "-%08llu.jpg",
                       static_cast<unsigned long long>(info.sequence));
         const std::filesystem::path path = std::filesystem::path(args.annotated_dir) /
-                                           (input.source + "-" + args.model.name + name);
+                                           (input.source.name + "-" + args.model.name + name);
         const Status written = WriteAnnotatedJpeg(lease->image(), result->detections,
                                                   (*detector)->spec().class_names, path);
         if (!written.ok()) {
-          std::fprintf(stderr, "zerodet pipeline: %s\n", written.ToString().c_str());
+          spdlog::warn("zerodet pipeline: {}", written.ToString());
         }
       }
       lease->Release();
-      const nlohmann::json line = ResultJson(args, **detector, input, info, taken, result);
-      SendLine(args.fd, "RESULT " + line.dump() + "\n");
+      SendMessage(
+          args.fd,
+          ResultMessage{input.source.index, info.sequence,
+                        ToJsonLine(ResultJson(args, **detector, input, info, taken, result))});
     }
     turn = (turn + 1) % inputs.size();
   }

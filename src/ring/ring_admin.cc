@@ -66,4 +66,34 @@ Result<std::vector<std::string>> RemoveStaleRings(std::string_view name_prefix) 
   return removed;
 }
 
+Result<RingStats> CloseAbandonedRing(std::string_view name) {
+  ZD_RETURN_IF_ERROR(detail::ValidateName(name, "ring name"));
+  const uint64_t self = detail::SelfIdentity();
+  if (self == 0) return InternalError("cannot read /proc/self/stat to identify this process");
+  ZD_ASSIGN_OR_RETURN(auto segment, detail::RingSegment::OpenExisting(detail::SegmentPath(name)));
+  detail::RingHeader* h = segment->header();
+  uint64_t writer = h->writer_identity.load();
+  if (h->writer_open.load() != 0 && detail::IdentityAlive(writer)) {
+    return FailedPreconditionError("ring '" + std::string(name) + "' has a live writer (pid " +
+                                   std::to_string(detail::IdentityPid(writer)) + ")");
+  }
+  // Take the writer's place as a resuming writer would, so that one that resumes at the same
+  // moment and this close cannot both win.
+  if (!h->writer_identity.compare_exchange_strong(writer, self)) {
+    return FailedPreconditionError("ring '" + std::string(name) +
+                                   "' was just taken over by a writer (pid " +
+                                   std::to_string(detail::IdentityPid(writer)) + ")");
+  }
+  // A slot the dead writer was filling holds no complete frame.
+  for (uint32_t s = 0; s < h->slot_count; ++s) {
+    detail::SlotControl* slot = segment->slot(static_cast<int>(s));
+    if (detail::StateWriting(slot->state.load())) slot->state.store(0);
+  }
+  h->writer_open.store(0);
+  h->notify.fetch_add(1);
+  detail::FutexWakeAll(&h->notify);
+  if (segment->StillLinked()) ::unlink(segment->path().c_str());
+  return detail::ReadStats(h);
+}
+
 }  // namespace zerodet::ring

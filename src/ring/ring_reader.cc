@@ -5,6 +5,7 @@
 
 #include "process_identity.h"
 #include "segment.h"
+#include "zerodet/core/clock.h"
 #include "zerodet/ring/frame_ring.h"
 
 namespace zerodet::ring {
@@ -68,6 +69,11 @@ Result<std::unique_ptr<RingReader>> RingReader::Attach(const ReaderOptions& opti
   ZD_RETURN_IF_ERROR(detail::ValidateName(options.ring_name, "ring name"));
   if (options.mode == ReaderMode::kWorkGroup) {
     ZD_RETURN_IF_ERROR(detail::ValidateName(options.group, "work group name"));
+  }
+  if (options.spin < std::chrono::microseconds(0) || options.spin > std::chrono::seconds(1)) {
+    return InvalidArgumentError("ring '" + options.ring_name + "': spin of " +
+                                std::to_string(options.spin.count()) +
+                                " us is outside 0..1000000 us");
   }
   const uint64_t self = detail::SelfIdentity();
   if (self == 0) return InternalError("cannot read /proc/self/stat to identify this process");
@@ -261,15 +267,16 @@ bool RingReader::TryTake(FrameLease& lease) {
 
 Result<FrameLease> RingReader::Read(std::chrono::milliseconds timeout) {
   RingHeader* h = segment_->header();
-  const int64_t start = detail::MonotonicNs();
-  const int64_t deadline = start + std::chrono::nanoseconds(timeout).count();
-  const int64_t spin_until = start + std::chrono::nanoseconds(spin_).count();
+  // Deadline saturates: milliseconds::max() means "no deadline" instead of overflowing into
+  // one in the past. A negative timeout does not wait.
+  const Deadline deadline = timeout.count() <= 0 ? Deadline::After(std::chrono::nanoseconds(0))
+                                                 : Deadline::FromTimeoutMs(timeout.count());
+  const Deadline spin_until = Deadline::After(spin_);
   FrameLease lease;
   for (;;) {
     const uint32_t seen = h->notify.load();
     if (TryTake(lease)) return lease;
-    const int64_t now = detail::MonotonicNs();
-    if (now < spin_until) {
+    if (!spin_until.expired()) {
       CpuRelax();
       continue;
     }
@@ -282,12 +289,18 @@ Result<FrameLease> RingReader::Read(std::chrono::milliseconds timeout) {
                               std::to_string(detail::IdentityPid(writer)) +
                               ") died; a restarted writer resumes the ring");
     }
-    if (now >= deadline) {
+    if (deadline.expired()) {
       return DeadlineExceededError("ring '" + segment_->path() + "': no frame within " +
-                                   std::to_string(timeout.count()) + " ms");
+                                   std::to_string(std::max<int64_t>(timeout.count(), 0)) + " ms");
+    }
+    int64_t wait_ns = kLivenessPollNs;
+    if (!deadline.never()) {
+      wait_ns = std::min<int64_t>(wait_ns, std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                               deadline.time_point() - MonotonicClock::now())
+                                               .count());
     }
     h->waiters.fetch_add(1);
-    detail::FutexWait(&h->notify, seen, std::min(deadline - now, kLivenessPollNs));
+    detail::FutexWait(&h->notify, seen, std::max<int64_t>(wait_ns, 0));
     h->waiters.fetch_sub(1);
   }
 }

@@ -11,6 +11,7 @@
 
 #include "process_identity.h"
 #include "segment.h"
+#include "zerodet/core/clock.h"
 #include "zerodet/ring/frame_ring.h"
 
 namespace zerodet::ring {
@@ -244,7 +245,7 @@ Result<std::span<uint8_t>> RingWriter::BeginFrame() {
   if (pending_slot_ >= 0) Abandon();
   int slot = ChooseSlot();
   if (slot < 0) {
-    const auto now = std::chrono::steady_clock::now();
+    const auto now = MonotonicClock::now();
     if (now - last_reclaim_ >= kReclaimInterval) {
       last_reclaim_ = now;
       if (ReclaimDeadReaders() > 0) slot = ChooseSlot();
@@ -294,7 +295,7 @@ Result<uint64_t> RingWriter::Publish(const FrameInfo& info) {
   const uint64_t seq = h->last_sequence.load() + 1;
   out.sequence = seq;
   out.writer_epoch = h->writer_epoch.load();
-  out.publish_time_ns = detail::MonotonicNs();
+  out.publish_time_ns = MonotonicNowNs();
   SlotControl* slot = segment_->slot(pending_slot_);
   slot->info = out;
   slot->state.store(detail::PublishedState(seq), std::memory_order_release);

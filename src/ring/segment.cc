@@ -9,7 +9,6 @@
 
 #include <cerrno>
 #include <climits>
-#include <ctime>
 #include <new>
 
 #include "process_identity.h"
@@ -50,12 +49,6 @@ Status ValidateName(std::string_view name, std::string_view what) {
                                 "' must not contain '.tmp.' (reserved for segments being created)");
   }
   return Status::Ok();
-}
-
-int64_t MonotonicNs() {
-  timespec ts;
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
 Result<std::unique_ptr<RingSegment>> RingSegment::MapFd(int fd, std::string path, size_t size) {

@@ -111,8 +111,6 @@ std::string SegmentPath(std::string_view name);
 // kInvalidArgument unless `name` is 1..kMaxNameLength of [A-Za-z0-9_.-]; `what` names it.
 Status ValidateName(std::string_view name, std::string_view what);
 
-int64_t MonotonicNs();
-
 // A mapped ring segment. Owns the mapping and the file descriptor.
 class RingSegment {
  public:

@@ -3,6 +3,7 @@
 // runs when the machine has a camera at /dev/video0 (or $ZERODET_TEST_CAMERA); CI machines have
 // none, so there it is skipped and says so.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cmath>
@@ -14,6 +15,7 @@
 
 #include "camera_frame.h"
 #include "test_media.h"
+#include "test_support.h"
 #include "zerodet/codec/decode.h"
 #include "zerodet/core/file.h"
 #include "zerodet/pipeline/source.h"
@@ -26,13 +28,17 @@ using detail::ConvertCameraFrame;
 
 const std::string kShared = ZERODET_SHARED_DIR;
 
+size_t AsSize(int value) {
+  return static_cast<size_t>(value);
+}
+
 // bus.jpg cropped to an even width, tightly packed RGB.
 struct RgbImage {
   int width = 0;
   int height = 0;
   std::vector<uint8_t> pixels;
   const uint8_t* at(int x, int y) const {
-    return pixels.data() + (static_cast<size_t>(y) * static_cast<size_t>(width) + x) * 3;
+    return pixels.data() + (AsSize(y) * AsSize(width) + AsSize(x)) * 3;
   }
 };
 
@@ -42,9 +48,9 @@ RgbImage LoadBus() {
   RgbImage image;
   image.width = decoded->image.width() & ~1;
   image.height = decoded->image.height();
-  image.pixels.resize(static_cast<size_t>(image.width) * image.height * 3);
+  image.pixels.resize(AsSize(image.width) * AsSize(image.height) * 3);
   for (int y = 0; y < image.height; ++y) {
-    std::memcpy(image.pixels.data() + static_cast<size_t>(y) * image.width * 3,
+    std::memcpy(image.pixels.data() + AsSize(y) * AsSize(image.width) * 3,
                 decoded->image.data() + static_cast<size_t>(y) * decoded->image.stride(),
                 static_cast<size_t>(image.width) * 3);
   }
@@ -58,7 +64,7 @@ uint8_t Clamp(double v) {
 // RGB -> 4:2:2 packed YUV, BT.601 limited range (V4L2_COLORSPACE_SMPTE170M), chroma averaged
 // over each pixel pair; rows padded to `line` bytes with garbage.
 std::vector<uint8_t> ToPacked422(const RgbImage& image, bool yuyv, size_t line) {
-  std::vector<uint8_t> out(line * image.height, 0xA5);
+  std::vector<uint8_t> out(line * AsSize(image.height), 0xA5);
   for (int y = 0; y < image.height; ++y) {
     for (int x = 0; x < image.width; x += 2) {
       double ys[2], u = 0, v = 0;
@@ -69,7 +75,7 @@ std::vector<uint8_t> ToPacked422(const RgbImage& image, bool yuyv, size_t line) 
         u += (128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255) / 2;
         v += (128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255) / 2;
       }
-      uint8_t* q = out.data() + y * line + static_cast<size_t>(x) * 2;
+      uint8_t* q = out.data() + AsSize(y) * line + AsSize(x) * 2;
       if (yuyv) {
         q[0] = Clamp(ys[0]), q[1] = Clamp(u), q[2] = Clamp(ys[1]), q[3] = Clamp(v);
       } else {
@@ -87,7 +93,7 @@ double MeanAbsDiff(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b)
 }
 
 std::vector<uint8_t> Convert(const CameraFrameLayout& layout, const std::vector<uint8_t>& src) {
-  std::vector<uint8_t> rgb(static_cast<size_t>(layout.width) * layout.height * 3);
+  std::vector<uint8_t> rgb(AsSize(layout.width) * AsSize(layout.height) * 3);
   const Status status = ConvertCameraFrame(layout, src, rgb, "test");
   EXPECT_TRUE(status.ok()) << status.ToString();
   return rgb;
@@ -112,18 +118,19 @@ TEST(CameraFrameTest, Packed422ComesBackAsTheImage) {
 TEST(CameraFrameTest, Rgb24BgrAndGreyWithPaddedRows) {
   const RgbImage bus = LoadBus();
   const size_t line = static_cast<size_t>(bus.width) * 3 + 32;
-  std::vector<uint8_t> rgb_rows(line * bus.height, 0x5A), bgr_rows(line * bus.height, 0x5A);
-  std::vector<uint8_t> grey_rows(static_cast<size_t>(bus.width + 16) * bus.height, 0x5A);
+  std::vector<uint8_t> rgb_rows(line * AsSize(bus.height), 0x5A);
+  std::vector<uint8_t> bgr_rows(line * AsSize(bus.height), 0x5A);
+  std::vector<uint8_t> grey_rows(AsSize(bus.width + 16) * AsSize(bus.height), 0x5A);
   std::vector<uint8_t> grey_expected(bus.pixels.size());
   for (int y = 0; y < bus.height; ++y) {
     for (int x = 0; x < bus.width; ++x) {
       const uint8_t* p = bus.at(x, y);
-      uint8_t* r = rgb_rows.data() + y * line + x * 3;
-      uint8_t* b = bgr_rows.data() + y * line + x * 3;
+      uint8_t* r = rgb_rows.data() + AsSize(y) * line + AsSize(x) * 3;
+      uint8_t* b = bgr_rows.data() + AsSize(y) * line + AsSize(x) * 3;
       r[0] = p[0], r[1] = p[1], r[2] = p[2];
       b[0] = p[2], b[1] = p[1], b[2] = p[0];
-      grey_rows[static_cast<size_t>(y) * (bus.width + 16) + x] = p[1];
-      uint8_t* g = grey_expected.data() + (static_cast<size_t>(y) * bus.width + x) * 3;
+      grey_rows[AsSize(y) * AsSize(bus.width + 16) + AsSize(x)] = p[1];
+      uint8_t* g = grey_expected.data() + (AsSize(y) * AsSize(bus.width) + AsSize(x)) * 3;
       g[0] = g[1] = g[2] = p[1];
     }
   }
@@ -144,7 +151,7 @@ TEST(CameraFrameTest, MjpegFrameDecodesLikeTheCodec) {
   std::vector<uint8_t> rgb = Convert({detail::kFourCcMjpeg, w, h, 0}, *bytes);
   for (int y = 0; y < h; ++y) {
     ASSERT_EQ(
-        std::memcmp(rgb.data() + static_cast<size_t>(y) * w * 3,
+        std::memcmp(rgb.data() + AsSize(y) * AsSize(w) * 3,
                     expected->image.data() + static_cast<size_t>(y) * expected->image.stride(),
                     static_cast<size_t>(w) * 3),
         0)
@@ -152,7 +159,8 @@ TEST(CameraFrameTest, MjpegFrameDecodesLikeTheCodec) {
   }
 
   // A frame cut short by the device, and one of another size than negotiated, are errors.
-  std::vector<uint8_t> truncated(bytes->begin(), bytes->begin() + bytes->size() / 3);
+  std::vector<uint8_t> truncated(bytes->begin(),
+                                 bytes->begin() + static_cast<std::ptrdiff_t>(bytes->size() / 3));
   std::vector<uint8_t> out(rgb.size());
   const Status cut = ConvertCameraFrame({detail::kFourCcMjpeg, w, h, 0}, truncated, out, "cam");
   EXPECT_EQ(cut.code(), StatusCode::kCorruptData) << cut.ToString();
@@ -204,13 +212,23 @@ TEST(V4l2SourceTest, DeviceErrorsAreClear) {
   EXPECT_EQ(null_device.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(null_device.status().message().find("not a V4L2 device"), std::string::npos)
       << null_device.status().message();
+  // Refused by its device number, before it is opened at all: opening some devices acts on
+  // them (/dev/watchdog arms a reboot timer).
+  EXPECT_NE(null_device.status().message().find("(device 1:3;"), std::string::npos)
+      << null_device.status().message();
 
-  const std::string file = (testing::TempDir("camera") / "video0").string();
+  const zerodet::testing::TempDir temp("camera");
+  const std::string file = temp.File("video0");
   std::ofstream(file) << "not a device";
   auto regular = OpenV4l2Source(file, {});
   ASSERT_FALSE(regular.ok());
   EXPECT_NE(regular.status().message().find("not a character device"), std::string::npos);
-  std::filesystem::remove_all(std::filesystem::path(file).parent_path());
+  // A FIFO given as the camera is refused at once (opening it must not wait for a writer).
+  const std::string fifo = temp.File("video1");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto from_fifo = OpenV4l2Source(fifo, {});
+  EXPECT_EQ(from_fifo.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(from_fifo.status().message().find("not a character device"), std::string::npos);
 
   CameraOptions bad;
   bad.buffers = 1;

@@ -2,10 +2,11 @@
 #include "zerodet/pipeline/config.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <fstream>
 
-#include "test_media.h"
+#include "test_support.h"
 
 namespace zerodet::pipeline {
 namespace {
@@ -131,8 +132,89 @@ TEST(PipelineConfigTest, MistakesAreNamedWithTheirKey) {
   ExpectError(source + model + "supervision: {max_restarts: -1}\n", {"supervision.max_restarts"});
 }
 
+TEST(PipelineConfigTest, AnyYamlIsAnErrorNeverAnException) {
+  // yaml-cpp throws on a non-scalar key when it is read as a string; that used to abort.
+  const std::string source = "sources:\n  - {name: a, path: x.mp4}\n";
+  const std::string model = "models:\n  - {name: m, path: m.onnx}\n";
+  ExpectError("[a, b]: 1\n" + source + model, {"top level", "key", "[a, b]"});
+  ExpectError("? [a, b]\n" + source + model, {"top level", "key"});
+  ExpectError("{x: 1}: 2\n", {"top level", "key"});
+  ExpectError("sources:\n  - {[name]: a, path: x}\n" + model, {"sources[0]", "key"});
+  ExpectError(source + "models:\n  - {name: m, path: m.onnx, ? [workers]: 2}\n",
+              {"models[0]", "key"});
+  ExpectError(source + model + "output: {[results]: x}\n", {"output", "key"});
+  ExpectError(source + model + "supervision: {? {a: 1}: 2}\n", {"supervision", "key"});
+  // Values of the wrong shape, and YAML that nests deeper than the parser allows.
+  ExpectError(source + "models:\n  - {name: m, path: m.onnx, sources: [[a]]}\n",
+              {"models[0].sources", "a list of names"});
+  ExpectError("sources:\n  - {name: [a], path: x}\n" + model, {"sources[0].name"});
+  ExpectError("sources:\n  - {name: a, path: {p: x}}\n" + model, {"sources[0].path"});
+  ExpectError("sources: " + std::string(20000, '[') + "\n", {"test.yaml"});
+  ExpectError("sources: &a [*a]\n" + model, {"sources"});
+  // A key given twice would silently keep one of the values.
+  ExpectError("sources:\n  - {name: a, path: x, name: b}\n" + model,
+              {"sources[0]", "'name' is given twice"});
+  ExpectError(source + model + source, {"top level", "'sources' is given twice"});
+  ExpectError(source + "models:\n  - {name: m, path: m.onnx, sources: [a, a]}\n",
+              {"models[0].sources", "'a' is listed twice"});
+}
+
+TEST(PipelineConfigTest, NumbersOutsideTheirRangeAreErrors) {
+  const std::string model = "models:\n  - {name: m, path: m.onnx}\n";
+  for (const char* fps : {".nan", ".inf", "-.inf", "1e-300", "0.0001", "1001"}) {
+    ExpectError("sources:\n  - {name: a, path: x, fps: " + std::string(fps) + "}\n" + model,
+                {"sources[0].fps", fps});
+  }
+  for (const char* value : {".nan", "-0.1", "1.5"}) {
+    ExpectError("sources:\n  - {name: a, path: x}\nmodels:\n  - {name: m, path: m.onnx, iou: " +
+                    std::string(value) + "}\n",
+                {"models[0].iou", value});
+  }
+  ExpectError("sources:\n  - {name: a, path: x, ring_slots: 99999999999}\n" + model,
+              {"sources[0].ring_slots", "integer"});
+}
+
+TEST(PipelineConfigTest, ProcessAndRingLimitsAreCheckedUpFront) {
+  // More workers on one source than a ring has reader entries would fail at run time, after
+  // every model was loaded.
+  std::string yaml = "sources:\n  - {name: a, path: x.mp4}\nmodels:\n";
+  for (int m = 0; m < 3; ++m) {
+    yaml += "  - {name: m" + std::to_string(m) + ", path: m.onnx, workers: 32}\n";
+  }
+  ExpectError(yaml, {"source 'a'", "96 workers", "64"});
+  // More models on one source than a ring has work groups.
+  yaml = "sources:\n  - {name: a, path: x.mp4}\nmodels:\n";
+  for (int m = 0; m < 17; ++m) yaml += "  - {name: m" + std::to_string(m) + ", path: m.onnx}\n";
+  ExpectError(yaml, {"source 'a'", "17 models", "16"});
+  // Processes in all: every source and every worker is one.
+  yaml = "sources:\n";
+  for (int s = 0; s < 40; ++s) yaml += "  - {name: s" + std::to_string(s) + ", path: x.mp4}\n";
+  yaml += "models:\n";
+  for (int m = 0; m < 8; ++m) {
+    yaml += "  - {name: m" + std::to_string(m) + ", path: m.onnx, workers: 32, sources: [s" +
+            std::to_string(m) + "]}\n";
+  }
+  ExpectError(yaml, {"296 processes", "256"});
+}
+
+TEST(PipelineConfigTest, AFifoOrADirectoryAsTheConfigIsRefusedWithoutBlocking) {
+  const zerodet::testing::TempDir temp("config-fifo");
+  const std::string fifo = temp.File("pipeline.yaml");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  // Opening a FIFO for reading waits for a writer; there is none.
+  auto from_fifo = LoadPipelineConfig(fifo);
+  EXPECT_EQ(from_fifo.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(from_fifo.status().message().find("FIFO"), std::string::npos)
+      << from_fifo.status().ToString();
+  auto from_dir = LoadPipelineConfig(temp.path());
+  EXPECT_EQ(from_dir.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(from_dir.status().message().find("directory"), std::string::npos)
+      << from_dir.status().ToString();
+}
+
 TEST(PipelineConfigTest, LoadsAFileAndResolvesAgainstItsFolder) {
-  const auto dir = testing::TempDir("config");
+  const zerodet::testing::TempDir temp("config");
+  const std::filesystem::path& dir = temp.path();
   {
     std::ofstream out(dir / "p.yaml");
     out << "sources:\n  - {name: a, path: clip.mp4}\nmodels:\n  - {name: m, path: m.onnx}\n";
@@ -144,7 +226,6 @@ TEST(PipelineConfigTest, LoadsAFileAndResolvesAgainstItsFolder) {
   auto missing = LoadPipelineConfig(dir / "missing.yaml");
   EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
   EXPECT_NE(missing.status().message().find("missing.yaml"), std::string::npos);
-  std::filesystem::remove_all(dir);
 }
 
 TEST(PipelineConfigTest, TheExampleConfigsParse) {

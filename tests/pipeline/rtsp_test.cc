@@ -13,6 +13,8 @@
 #include <set>
 
 #include "test_media.h"
+#include "test_support.h"
+#include "zerodet/core/child_process.h"
 #include "zerodet/pipeline/pipeline.h"
 
 namespace zerodet::pipeline {
@@ -27,8 +29,12 @@ class RtspServer {
     int fds[2];
     if (::pipe(fds) != 0) return 0;
     std::fflush(nullptr);
+    const pid_t test = ::getpid();
     pid_ = ::fork();
     if (pid_ == 0) {
+      // The server must not outlive the test binary (killed by a timeout, say): the request
+      // survives the exec.
+      if (!TieToParent(test, SIGKILL)) ::_exit(127);
       ::dup2(fds[1], STDOUT_FILENO);
       ::close(fds[0]);
       ::close(fds[1]);
@@ -58,7 +64,8 @@ class RtspServer {
 };
 
 TEST(RtspSourceTest, StreamIsDetectedAndReconnectedAfterTheServerRestarts) {
-  const auto dir = testing::TempDir("rtsp");
+  const zerodet::testing::TempDir temp("rtsp");
+  const std::filesystem::path& dir = temp.path();
   const auto clip = testing::MakeClip(dir);
   ASSERT_FALSE(clip.empty()) << "ffmpeg could not make the test clip";
   RtspServer server;
@@ -120,7 +127,6 @@ TEST(RtspSourceTest, StreamIsDetectedAndReconnectedAfterTheServerRestarts) {
   // dog.jpg is the clip's second frame: seen in the first connection and again after the
   // reconnection (each RTSP session starts at the clip's beginning).
   EXPECT_GE(dogs, 2);
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

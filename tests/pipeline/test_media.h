@@ -1,7 +1,12 @@
 // Test media for the pipeline suites: a video made at test time with the ffmpeg CLI from the
 // photos in ../shared/images (one photo per frame, in name order, letterboxed to 640x480).
+// And a silent network peer. Temporary folders, child processes and WaitFor come from
+// tests/support/test_support.h.
 #pragma once
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,15 +24,6 @@ inline std::vector<std::filesystem::path> SharedPhotos() {
   }
   std::sort(photos.begin(), photos.end());
   return photos;
-}
-
-// A fresh temporary folder for one test binary run.
-inline std::filesystem::path TempDir(const std::string& what) {
-  auto dir = std::filesystem::temp_directory_path() /
-             ("zerodet-" + what + "-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir;
 }
 
 // Writes dir/clip.mp4 (MPEG-4 Part 2, 640x480, 2 fps, one frame per shared photo) and returns
@@ -50,5 +46,32 @@ inline std::filesystem::path MakeClip(const std::filesystem::path& dir) {
   if (std::system(command.c_str()) != 0 || !std::filesystem::exists(clip)) return {};
   return clip;
 }
+
+// A TCP listener on 127.0.0.1 that takes connections (the kernel completes them) and never says
+// a word: a camera that hangs.
+class SilentServer {
+ public:
+  SilentServer() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof(address);
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&address), length) != 0 ||
+        ::listen(fd_, 8) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+      return;
+    }
+    port_ = ntohs(address.sin_port);
+  }
+  ~SilentServer() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
 
 }  // namespace zerodet::pipeline::testing

@@ -11,11 +11,13 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <set>
 #include <thread>
 #include <vector>
 
 #include "ring_test_util.h"
+#include "test_support.h"
 #include "zerodet/ring/frame_ring.h"
 
 namespace zerodet::ring {
@@ -23,11 +25,12 @@ namespace {
 
 using std::chrono::milliseconds;
 using testing::FillFrame;
-using testing::ForkChild;
 using testing::FrameIntact;
-using testing::Pipe;
 using testing::UniqueRingName;
-using testing::WaitChild;
+using zerodet::testing::ForkChild;
+using zerodet::testing::Pipe;
+using zerodet::testing::WaitChild;
+using zerodet::testing::WaitFor;
 
 RingOptions Options(const std::string& name, int slots, size_t slot_bytes,
                     OverflowPolicy policy = OverflowPolicy::kOverwriteOldest) {
@@ -194,12 +197,9 @@ TEST(RingMultiprocessTest, SlotsHeldByAKilledReaderAreReclaimed) {
   EXPECT_EQ((*writer)->ReclaimDeadReaders(), 0);
 
   ASSERT_EQ(::kill(child, SIGKILL), 0);
-  // Not reaped yet: a zombie counts as dead. Poll until the kernel has finished the kill.
+  // Not reaped yet: a zombie counts as dead. Wait until the kernel has finished the kill.
   int reclaimed = 0;
-  for (int i = 0; i < 500 && reclaimed == 0; ++i) {
-    reclaimed = (*writer)->ReclaimDeadReaders();
-    if (reclaimed == 0) std::this_thread::sleep_for(milliseconds(10));
-  }
+  EXPECT_TRUE(WaitFor([&] { return (reclaimed = (*writer)->ReclaimDeadReaders()) != 0; }));
   EXPECT_EQ(reclaimed, 1);
   EXPECT_EQ(WaitChild(child), 128 + SIGKILL);
   const RingStats stats = (*writer)->Stats();
@@ -238,12 +238,7 @@ TEST(RingMultiprocessTest, BeginFrameItselfReclaimsAKilledWorker) {
   ASSERT_EQ(WaitChild(child), 128 + SIGKILL);
   // The dead worker was the group's only member: its held frame is reclaimed and the group no
   // longer holds frames back, so the writer gets a slot again without anyone's help.
-  bool written = false;
-  for (int i = 0; i < 100 && !written; ++i) {
-    written = WriteTagged(**writer, 3, kBytes).ok();
-    if (!written) std::this_thread::sleep_for(milliseconds(20));
-  }
-  EXPECT_TRUE(written);
+  EXPECT_TRUE(WaitFor([&] { return WriteTagged(**writer, 3, kBytes).ok(); }));
   EXPECT_EQ((*writer)->Stats().slots_reclaimed, 1u);
 }
 
@@ -316,6 +311,48 @@ TEST(RingMultiprocessTest, KilledWriterIsDetectedAndARestartedWriterResumes) {
     EXPECT_TRUE(LeaseIntact(*lease));
     held.push_back(std::move(*lease));
   }
+}
+
+TEST(RingMultiprocessTest, ARingWhoseWriterDiedCanBeClosedForItsReaders) {
+  // A writer that died is waited for: readers keep their place for a writer that resumes. When
+  // none will (its supervisor is stopping), the ring must end for them as a clean close would.
+  const std::string name = UniqueRingName("mp-abandoned");
+  constexpr size_t kBytes = 4096;
+  Pipe to_parent, to_child;
+  const pid_t child = ForkChild([&] {
+    auto writer = RingWriter::Open(Options(name, 3, kBytes));
+    if (!writer.ok()) return 2;
+    const char ready = 1;
+    to_parent.Send(ready);
+    char go = 0;
+    to_child.Receive(go);  // the parent attached
+    if (!WriteTagged(**writer, 41, kBytes).ok()) return 3;
+    ::_exit(0);  // no destructor: the ring is left open, as by a crash
+  });
+  char message = 0;
+  ASSERT_TRUE(to_parent.Receive(message));
+  auto reader = RingReader::Attach(ReaderFor(name, ReaderMode::kWorkGroup));
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  // A live writer's ring is not closed by anyone else.
+  EXPECT_EQ(CloseAbandonedRing(name).status().code(), StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(to_child.Send(message));
+  ASSERT_EQ(WaitChild(child), 0);
+  EXPECT_FALSE((*reader)->WriterClosed());
+
+  auto final_stats = CloseAbandonedRing(name);
+  ASSERT_TRUE(final_stats.ok()) << final_stats.status().ToString();
+  EXPECT_EQ(final_stats->frames_published, 1u);
+  EXPECT_TRUE((*reader)->WriterClosed());
+  EXPECT_FALSE(std::filesystem::exists("/dev/shm/zerodet-ring-" + name));
+  // What was published is still delivered, then the end.
+  auto last = (*reader)->Read(milliseconds(5000));
+  ASSERT_TRUE(last.ok()) << last.status().ToString();
+  EXPECT_EQ(last->info().sequence, 1u);
+  last->Release();
+  auto closed = (*reader)->Read(milliseconds(5000));
+  EXPECT_EQ(closed.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(closed.status().message().find("closed"), std::string::npos);
+  EXPECT_EQ(CloseAbandonedRing(name).status().code(), StatusCode::kNotFound);
 }
 
 TEST(RingMultiprocessTest, StaleSegmentsOfDeadProcessesAreRemoved) {

@@ -3,16 +3,19 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <turbojpeg.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <thread>
 #include <vector>
 
 #include "ring_test_util.h"
+#include "test_support.h"
 #include "zerodet/ring/frame_ring.h"
 
 namespace zerodet::ring {
@@ -115,6 +118,11 @@ TEST(RingTest, RejectsBadOptionsWithActionableMessages) {
   auto missing = RingReader::Attach(reader);
   EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
   EXPECT_NE(missing.status().message().find(reader.ring_name), std::string::npos);
+  // A spin beyond a second (or negative) is refused rather than overflowing the clock.
+  reader.spin = std::chrono::microseconds::max();
+  EXPECT_EQ(RingReader::Attach(reader).status().code(), StatusCode::kInvalidArgument);
+  reader.spin = std::chrono::microseconds(-1);
+  EXPECT_EQ(RingReader::Attach(reader).status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST(RingTest, ForeignFileUnderARingNameIsCorruptData) {
@@ -358,6 +366,47 @@ TEST(RingTest, ReadTimesOutAndReportsACleanClose) {
   auto closed = reader->Read(milliseconds(1000));
   EXPECT_EQ(closed.status().code(), StatusCode::kUnavailable);
   EXPECT_NE(closed.status().message().find("closed"), std::string::npos);
+}
+
+// True while thread `tid` of this process sleeps in a futex system call (a reader waiting for a
+// frame), from /proc/self/task/<tid>/syscall.
+bool InFutexWait(pid_t tid) {
+  std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/syscall");
+  long number = -1;
+  return (in >> number) && number == SYS_futex;
+}
+
+TEST(RingTest, ReadWithAnEndlessTimeoutWaitsForTheNextFrame) {
+  // milliseconds::max() converted to nanoseconds used to overflow into a deadline in the past:
+  // Read gave up at once with kDeadlineExceeded instead of waiting.
+  const std::string name = UniqueRingName("endless");
+  auto writer = MakeWriter(name);
+  ASSERT_NE(writer, nullptr);
+  auto reader = MakeReader(name, ReaderMode::kWorkGroup);
+  ASSERT_NE(reader, nullptr);
+  std::atomic<pid_t> tid{0};
+  std::atomic<bool> returned{false};
+  std::optional<Result<FrameLease>> got;
+  std::thread waiter([&] {
+    tid = ::gettid();
+    got.emplace(reader->Read(milliseconds::max()));
+    returned = true;
+  });
+  const bool settled = zerodet::testing::WaitFor(
+      [&] { return returned.load() || (tid.load() != 0 && InFutexWait(tid.load())); });
+  const bool gave_up = returned.load();
+  if (!gave_up) {
+    EXPECT_EQ(WriteTagged(*writer, 9), 1u);
+  }
+  waiter.join();
+  ASSERT_TRUE(settled);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_FALSE(gave_up) << "Read returned before any frame: " << got->status().ToString();
+  ASSERT_TRUE(got->ok()) << got->status().ToString();
+  EXPECT_EQ((*got)->info().sequence, 1u);
+  (*got)->Release();
+  // Negative timeouts mean "do not wait", not "wait forever".
+  EXPECT_EQ(reader->Read(milliseconds(-5)).status().code(), StatusCode::kDeadlineExceeded);
 }
 
 TEST(RingTest, PublishContractViolationsAreErrors) {

@@ -1,14 +1,12 @@
-// Helpers shared by the ring test suites: unique names, self-checking frame contents, forked
-// child processes.
+// Ring-specific helpers of the ring test suites: unique ring names and self-checking frame
+// contents. Child processes, pipes and WaitFor come from the shared test support
+// (tests/support/test_support.h).
 #pragma once
 
-#include <sys/types.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdint>
 #include <cstring>
-#include <functional>
 #include <span>
 #include <string>
 
@@ -63,52 +61,5 @@ inline bool FrameIntact(uint64_t tag, std::span<const uint8_t> bytes) {
   std::memcpy(&last, bytes.data() + (words - 1) * 8, 8);
   return first == tag && last == WordChecksum(bytes);
 }
-
-// Runs `body` in a forked child that exits with its return value (never returns in the child).
-inline pid_t ForkChild(const std::function<int()>& body) {
-  const pid_t pid = ::fork();
-  if (pid == 0) ::_exit(body());
-  return pid;
-}
-
-// Waits for `pid`; returns its exit code, or 128 + signal.
-inline int WaitChild(pid_t pid) {
-  int status = 0;
-  if (::waitpid(pid, &status, 0) != pid) return -1;
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return -1;
-}
-
-// A pipe for small messages between parent and child.
-struct Pipe {
-  int fds[2] = {-1, -1};
-  Pipe() {
-    if (::pipe(fds) != 0) fds[0] = fds[1] = -1;
-  }
-  ~Pipe() {
-    if (fds[0] >= 0) ::close(fds[0]);
-    if (fds[1] >= 0) ::close(fds[1]);
-  }
-  template <typename T>
-  bool Send(const T& value) {
-    return ::write(fds[1], &value, sizeof(T)) == static_cast<ssize_t>(sizeof(T));
-  }
-  template <typename T>
-  bool Receive(T& value) {
-    size_t got = 0;
-    auto* out = reinterpret_cast<char*>(&value);
-    while (got < sizeof(T)) {
-      const ssize_t n = ::read(fds[0], out + got, sizeof(T) - got);
-      if (n <= 0) return false;
-      got += static_cast<size_t>(n);
-    }
-    return true;
-  }
-  void CloseWrite() {
-    if (fds[1] >= 0) ::close(fds[1]);
-    fds[1] = -1;
-  }
-};
 
 }  // namespace zerodet::ring::testing

@@ -5,6 +5,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -306,6 +308,71 @@ std::string ReadText(const std::filesystem::path& path) {
   std::ostringstream text;
   text << in.rdbuf();
   return text.str();
+}
+
+namespace {
+
+// Fields 3 (state) and 4 (ppid) of /proc/<pid>/stat; false when the process is gone.
+bool ReadProcStat(pid_t pid, char& state, pid_t& ppid) {
+  const std::string stat = ReadText("/proc/" + std::to_string(pid) + "/stat");
+  // "pid (comm) S ppid ...": comm may hold spaces and parentheses; parse after the last ')'.
+  const size_t close = stat.rfind(')');
+  if (close == std::string::npos) return false;
+  std::istringstream fields(stat.substr(close + 1));
+  long parent = 0;
+  if (!(fields >> state >> parent)) return false;
+  ppid = static_cast<pid_t>(parent);
+  return true;
+}
+
+}  // namespace
+
+std::vector<pid_t> ChildrenOf(pid_t parent) {
+  std::vector<pid_t> children;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it("/proc", ec), end; !ec && it != end;
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const auto pid = static_cast<pid_t>(std::stol(name));
+    char state = 0;
+    pid_t ppid = 0;
+    if (ReadProcStat(pid, state, ppid) && ppid == parent) children.push_back(pid);
+  }
+  return children;
+}
+
+bool ProcessAlive(pid_t pid) {
+  char state = 0;
+  pid_t ppid = 0;
+  return ReadProcStat(pid, state, ppid) && state != 'Z' && state != 'X';
+}
+
+}  // namespace zerodet::testing
+
+namespace zerodet::testing {
+
+struct CapturedLog::State {
+  std::shared_ptr<spdlog::logger> previous;
+  std::ostringstream text;
+};
+
+CapturedLog::CapturedLog() : state_(std::make_unique<State>()) {
+  state_->previous = spdlog::default_logger();
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(state_->text);
+  sink->set_pattern("[%l] %v");
+  auto logger = std::make_shared<spdlog::logger>("captured", std::move(sink));
+  logger->set_level(spdlog::level::trace);
+  spdlog::set_default_logger(std::move(logger));
+}
+
+CapturedLog::~CapturedLog() {
+  spdlog::set_default_logger(state_->previous);
+}
+
+std::string CapturedLog::Text() const {
+  spdlog::default_logger()->flush();
+  return state_->text.str();
 }
 
 }  // namespace zerodet::testing

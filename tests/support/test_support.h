@@ -11,6 +11,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -133,5 +134,36 @@ class ChildProcess {
 
 // The whole file as text ("" when it cannot be read).
 std::string ReadText(const std::filesystem::path& path);
+
+// The processes whose parent is `parent` now (from /proc), e.g. a supervisor's children.
+std::vector<pid_t> ChildrenOf(pid_t parent);
+// True while process `pid` exists and has not exited (a zombie counts as gone).
+bool ProcessAlive(pid_t pid);
+
+}  // namespace zerodet::testing
+
+namespace spdlog {
+class logger;
+}  // namespace spdlog
+
+namespace zerodet::testing {
+
+// Captures what is logged through spdlog's default logger (every level) while it lives, then
+// restores the previous default logger. For checking that a skipped item is reported. Use from
+// the test's thread; do not nest.
+class CapturedLog {
+ public:
+  CapturedLog();
+  ~CapturedLog();
+  CapturedLog(const CapturedLog&) = delete;
+  CapturedLog& operator=(const CapturedLog&) = delete;
+
+  // Everything logged so far, one line per message ("[level] message").
+  std::string Text() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
 
 }  // namespace zerodet::testing

@@ -26,7 +26,8 @@
 //   output:
 //     results: "-"                 # JSON lines: "-" for stdout, or a file path
 //     results_ring: gate-results   # also publish each line into this ring (optional) for
-//                                  # local consumers: RingReader, FrameFormat::kEncoded
+//                                  # local consumers: RingReader, FrameFormat::kEncoded. The
+//                                  # name is machine-wide (/dev/shm): see pipeline.h
 //     annotated_dir: annotated     # also write <source>-<model>-<sequence>.jpg with the boxes
 //                                  # drawn (optional; costs an encode per frame)
 //   supervision:
@@ -36,6 +37,7 @@
 // Thread-safe: plain values and a pure function.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -44,6 +46,16 @@
 #include "zerodet/ring/frame_ring.h"
 
 namespace zerodet::pipeline {
+
+// Limits ParsePipelineConfig checks (besides each key's own range, named in its errors).
+inline constexpr double kMinFps = 0.001;  // a frame every ~17 minutes; 0 means "the stream's"
+inline constexpr double kMaxFps = 1000;
+inline constexpr int kMaxWorkersPerModel = 32;
+// Ingest and worker processes of one pipeline in all. Each source's workers must also fit its
+// ring: at most ring::kMaxReaders workers and ring::kMaxGroups models per source.
+inline constexpr int kMaxPipelineProcesses = 256;
+// Largest config file LoadPipelineConfig reads.
+inline constexpr uint64_t kMaxConfigBytes = uint64_t{1} << 20;
 
 enum class SourceType { kVideo, kImageFolder, kV4l2 };
 
@@ -81,13 +93,17 @@ struct PipelineConfig {
 };
 
 // Parses and validates YAML text. `base_dir` resolves relative paths; `origin` (the file name)
-// appears in errors. Errors: kInvalidArgument naming the key and the value that is wrong
-// (unknown keys included, so typos do not pass silently).
+// appears in errors. Never throws, whatever the text. Errors: kInvalidArgument naming the key
+// and the value that is wrong (unknown keys, keys given twice and complex keys included, so
+// typos do not pass silently), or the limits above.
 Result<PipelineConfig> ParsePipelineConfig(std::string_view yaml,
                                            const std::filesystem::path& base_dir,
                                            std::string_view origin);
 
-// Reads and parses a YAML file. Errors: kNotFound / kIoError for the file, then as above.
+// Reads and parses a YAML file (at most kMaxConfigBytes) without blocking: a FIFO, device or
+// directory is refused. Errors: as core's ReadFileText for the file (kNotFound,
+// kPermissionDenied, kInvalidArgument for a file that is not regular, kResourceExhausted when
+// too large), then as above.
 Result<PipelineConfig> LoadPipelineConfig(const std::filesystem::path& path);
 
 }  // namespace zerodet::pipeline

@@ -4,18 +4,27 @@
 // shared memory; the supervisor (the calling process) writes the workers' results as JSON lines
 // and restarts processes that die.
 //
-// Result line (one per frame and model):
+// Result line (one per frame and model), keys in this order:
 //   {"source":"gate","sequence":12,"timestamp_ns":...,"model":"yolov8n","worker":1,
-//    "width":640,"height":480,"detections":[{"class_id":16,"class":"dog","score":0.95,
-//    "box":[x,y,w,h]}],"latency_ms":{"decode":..,"queue":..,"preprocess":..,"infer":..,
-//    "postprocess":..,"total":..}}
-// timestamp_ns is CLOCK_MONOTONIC when the ingest started decoding the frame; "decode" runs
-// from then to publication in the ring, "queue" from publication to a worker taking it, "total"
-// from timestamp_ns to the result.
+//    "width":640,"height":480,"detections":[{"class_id":16,"class":"dog","score":0.9559,
+//    "box":[131.13,219.11,308.27,539.73]}],"latency_ms":{"decode":..,"queue":..,
+//    "preprocess":..,"infer":..,"postprocess":..,"total":..}}
+// "detections" is the one detection format of zerodet (core/detection_json.h, the same as
+// `zerodet detect`): box [x1, y1, x2, y2] in the frame's pixels, class names from the model.
+// A frame the detector failed on has "error" (the message) instead of "detections" and
+// "latency_ms". timestamp_ns is CLOCK_MONOTONIC when the ingest started decoding the frame;
+// "decode" runs from then to publication in the ring, "queue" from publication to a worker
+// taking it, "total" from timestamp_ns to the result (milliseconds, 2 decimals).
 //
 // With output.results_ring set, the supervisor also publishes each line (FrameFormat::kEncoded,
 // 64 KiB slots, newest 64 kept) into a ring of that name, for local consumers that attach with
 // RingReader (broadcast: every consumer sees every line). The ring closes when the run ends.
+// Ring names live in /dev/shm, which every local user shares: the frame rings of a run get
+// unpredictable names (zp-<pid>-<random>-<source>), but a results ring has the name the config
+// gives it, so that consumers can find it, and another user can create that name first. The
+// pipeline then refuses to start (kPermissionDenied naming the owner; it never uses a segment
+// of another user) and the name must change: on a shared machine pick one that is not easy to
+// guess.
 //
 // Supervision: a worker that dies (crash, kill -9) is restarted after a backoff; the frame it
 // was working on is counted in frames_lost_in_flight, and the ring reclaims the slot it held.
@@ -23,9 +32,19 @@
 // reopens its source (from the start, for a file) and resumes its ring, whose sequence numbers
 // continue. A network stream (an rtsp:// URL) that ends or drops is reconnected that way; it
 // only ends on stop. Backoff and max_restarts count failures in a row: a process that ran 30 s
-// starts a new series. The ingest never waits for workers.
+// starts a new series. The ingest never waits for workers. A stream that stalls (no data for
+// 10 s) counts as dropped; opening one may take 30 s.
 //
-// RunPipeline forks; call it from a single-threaded process. Not reentrant.
+// Children never outlive the supervisor: each gets SIGTERM when the thread that called
+// RunPipeline ends, also when it is killed with SIGKILL (an ingest then closes and unlinks its
+// ring). The supervisor waits only for its own children (by pid): the calling program's other
+// children are left to it. Warnings (skipped images, restarts, FFmpeg's messages at their
+// mapped levels) go to spdlog's default logger; the result lines go to output.results, one
+// flushed line each, and a failed write there ends the run with kIoError.
+//
+// RunPipeline forks; call it from a single-threaded process, on a thread that lives until it
+// returns. Not reentrant. Ownership: the children, their pipes and the rings are the
+// supervisor's and are gone when RunPipeline returns (on success and on error).
 #pragma once
 
 #include <sys/types.h>
@@ -74,10 +93,13 @@ struct PipelineObserver {
 
 struct PipelineOptions {
   // Set to true (e.g. from a signal handler) to stop: ingests close their rings, workers finish
-  // the frames in them, then everything exits.
+  // the frames in them, then everything exits; processes still running 30 s later are killed.
+  // Honoured from the start, also while sources are still opening (a stream that does not
+  // answer): no worker is started then.
   std::atomic<bool>* stop = nullptr;
   PipelineObserver observer;
-  // Name prefix of this run's rings (default "zp-<pid>-"); must be a valid ring name prefix.
+  // Name prefix of this run's rings (default "zp-<pid>-<8 random hex digits>-"); must be a
+  // valid ring name prefix.
   std::string ring_prefix;
   // Ingests wait this long for every worker to attach before the first frame, so a finite file
   // is processed from its first frame (model loading takes a while).
@@ -86,7 +108,8 @@ struct PipelineOptions {
 
 // Runs until every source has ended (non-looping) and the workers have processed what is in
 // the rings, or until *options.stop. Returns what happened.
-// Errors: kInvalidArgument for a config RunPipeline cannot run; kUnavailable when a process
+// Errors: kInvalidArgument for a config RunPipeline cannot run; kPermissionDenied when another
+// user holds output.results_ring's name; kUnavailable when a process
 // keeps dying (more than max_restarts); the errors of opening the output file or a source
 // (reported by the ingest before the first frame), naming it.
 Result<PipelineSummary> RunPipeline(const PipelineConfig& config,

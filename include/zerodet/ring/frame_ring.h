@@ -27,7 +27,9 @@
 //     opens the same name resumes the ring: attached readers keep working and sequence numbers
 //     keep increasing. A writer that shuts down cleanly marks the ring closed and unlinks its
 //     name; readers drain what is left, then get kUnavailable and must attach again.
-//   - RemoveStaleRings() unlinks segments left behind by dead processes.
+//   - CloseAbandonedRing() ends a ring whose writer died and will not be replaced, for its
+//     readers, as the writer's clean shutdown would have. RemoveStaleRings() unlinks segments
+//     left behind by dead processes.
 //
 // Wakeups use a futex in the shared header (no busy waiting unless ReaderOptions::spin asks for
 // it); every wait has a timeout. Processes must share a pid namespace.
@@ -45,6 +47,7 @@
 #include <string_view>
 #include <vector>
 
+#include "zerodet/core/clock.h"
 #include "zerodet/core/image.h"
 #include "zerodet/core/status.h"
 
@@ -116,6 +119,16 @@ std::vector<std::string> ListRings();
 // live reader are kept. Returns the names removed.
 Result<std::vector<std::string>> RemoveStaleRings(std::string_view name_prefix = "");
 
+// Closes the ring `name` on behalf of its writer, which died without closing it (a crash, or a
+// writer that exited to be restarted) and which no new writer will replace (e.g. its supervisor
+// is stopping): marks it closed, wakes the readers and unlinks the name, as RingWriter's
+// destructor does. Readers drain what is left, then Read gives kUnavailable and WriterClosed()
+// is true; without this they would wait for a writer that never comes. Returns the ring's final
+// counters (what the dead writer would have reported).
+// Errors: kNotFound (no such ring), kFailedPrecondition (its writer is alive, or took it over
+// meanwhile), as RingReader::Attach otherwise (kCorruptData, kPermissionDenied, ...).
+Result<RingStats> CloseAbandonedRing(std::string_view name);
+
 namespace detail {
 class RingSegment;  // the mapped shared memory (internal)
 }  // namespace detail
@@ -174,7 +187,7 @@ class RingWriter {
   std::unique_ptr<detail::RingSegment> segment_;
   std::string name_;
   int pending_slot_ = -1;
-  std::chrono::steady_clock::time_point last_reclaim_{};
+  MonotonicClock::time_point last_reclaim_{};
 };
 
 enum class ReaderMode { kWorkGroup, kBroadcast };
@@ -184,7 +197,7 @@ struct ReaderOptions {
   ReaderMode mode = ReaderMode::kWorkGroup;
   std::string group = "default";  // kWorkGroup only; same rules as ring names
   // Poll this long before sleeping on the futex when no frame is ready. Trades a core for
-  // wakeup latency; 0 (the default) never spins.
+  // wakeup latency; 0 (the default) never spins. At most one second.
   std::chrono::microseconds spin{0};
 };
 
@@ -233,7 +246,8 @@ class RingReader {
  public:
   // Attaches to the ring named options.ring_name (and joins or creates the work group).
   // Errors: kNotFound (no such ring), kResourceExhausted (max_readers or kMaxGroups reached),
-  // kInvalidArgument (bad names), kCorruptData (not a ring), kPermissionDenied, kIoError.
+  // kInvalidArgument (bad names, spin outside 0..1 s), kCorruptData (not a ring),
+  // kPermissionDenied, kIoError.
   static Result<std::unique_ptr<RingReader>> Attach(const ReaderOptions& options);
 
   RingReader(const RingReader&) = delete;
@@ -241,7 +255,8 @@ class RingReader {
   // Detaches (leaves the group). REQUIRES: every lease issued by this reader is released.
   ~RingReader();
 
-  // Returns the next frame for this reader, waiting up to `timeout` for one.
+  // Returns the next frame for this reader, waiting up to `timeout` for one: 0 or less does not
+  // wait, milliseconds::max() (or any timeout beyond a century) waits with no deadline.
   // Errors: kDeadlineExceeded (no frame in time), kUnavailable (the writer closed the ring or
   // died, and no frame is left; after a crash, calling Read again works once a writer resumes).
   Result<FrameLease> Read(std::chrono::milliseconds timeout);

@@ -1,0 +1,195 @@
+#include "protocol.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+
+namespace zerodet::pipeline::detail {
+namespace {
+
+constexpr std::string_view kReady = "READY";
+constexpr std::string_view kStats = "STATS";
+constexpr std::string_view kBegin = "BEGIN";
+constexpr std::string_view kResult = "RESULT";
+constexpr std::string_view kError = "ERROR";
+
+// Line breaks would split a message in two.
+std::string OneLine(std::string text) {
+  std::replace(text.begin(), text.end(), '\n', ' ');
+  std::replace(text.begin(), text.end(), '\r', ' ');
+  return text;
+}
+
+Status Malformed(std::string_view line, std::string_view why) {
+  constexpr size_t kShown = 80;
+  std::string shown(line.substr(0, kShown));
+  if (line.size() > kShown) shown += "...";
+  return CorruptDataError("malformed message from a pipeline process (" + std::string(why) +
+                          "): '" + shown + "'");
+}
+
+// Reads fields from a line: each Take* consumes one space-separated field.
+class Fields {
+ public:
+  explicit Fields(std::string_view text) : rest_(text) {}
+
+  // The next field; nullopt at the end of the line or on an empty field (two spaces).
+  std::optional<std::string_view> Word() {
+    if (done_) return std::nullopt;
+    const size_t space = rest_.find(' ');
+    const std::string_view word = rest_.substr(0, space);
+    if (space == std::string_view::npos) {
+      done_ = true;
+      rest_ = {};
+    } else {
+      rest_.remove_prefix(space + 1);
+    }
+    if (word.empty()) return std::nullopt;
+    return word;
+  }
+
+  template <typename T>
+  std::optional<T> Number() {
+    const std::optional<std::string_view> word = Word();
+    if (!word) return std::nullopt;
+    T value{};
+    const auto [end, ec] = std::from_chars(word->data(), word->data() + word->size(), value);
+    if (ec != std::errc() || end != word->data() + word->size()) return std::nullopt;
+    return value;
+  }
+
+  // Everything after the fields taken so far (may be empty); nullopt when the line ended
+  // without the separating space.
+  std::optional<std::string_view> Rest() {
+    if (done_) return std::nullopt;
+    done_ = true;
+    return rest_;
+  }
+
+  bool AtEnd() const { return done_; }
+
+ private:
+  std::string_view rest_;
+  bool done_ = false;
+};
+
+}  // namespace
+
+std::string EncodeMessage(const Message& message) {
+  struct Encoder {
+    std::string operator()(const ReadyMessage&) const { return std::string(kReady) + "\n"; }
+    std::string operator()(const StatsMessage& m) const {
+      return std::string(kStats) + " " + std::to_string(m.frames_published) + " " +
+             std::to_string(m.frames_dropped) + " " + std::to_string(m.frames_overwritten) + "\n";
+    }
+    std::string operator()(const BeginMessage& m) const {
+      return std::string(kBegin) + " " + std::to_string(m.source) + " " +
+             std::to_string(m.sequence) + "\n";
+    }
+    std::string operator()(const ResultMessage& m) const {
+      return std::string(kResult) + " " + std::to_string(m.source) + " " +
+             std::to_string(m.sequence) + " " + OneLine(m.json) + "\n";
+    }
+    std::string operator()(const ErrorMessage& m) const {
+      return std::string(kError) + " " + std::to_string(static_cast<int>(m.status.code())) + " " +
+             OneLine(m.status.message()) + "\n";
+    }
+  };
+  return std::visit(Encoder{}, message);
+}
+
+Result<Message> DecodeMessage(std::string_view line) {
+  Fields fields(line);
+  const std::optional<std::string_view> kind = fields.Word();
+  if (!kind) return Malformed(line, "no message kind");
+  if (*kind == kReady) {
+    if (!fields.AtEnd()) return Malformed(line, "READY takes no fields");
+    return Message(ReadyMessage{});
+  }
+  if (*kind == kStats) {
+    const auto published = fields.Number<uint64_t>();
+    const auto dropped = fields.Number<uint64_t>();
+    const auto overwritten = fields.Number<uint64_t>();
+    if (!published || !dropped || !overwritten || !fields.AtEnd()) {
+      return Malformed(line, "STATS takes three counters");
+    }
+    return Message(StatsMessage{*published, *dropped, *overwritten});
+  }
+  if (*kind == kBegin) {
+    const auto source = fields.Number<uint32_t>();
+    const auto sequence = fields.Number<uint64_t>();
+    if (!source || !sequence || !fields.AtEnd()) {
+      return Malformed(line, "BEGIN takes a source index and a sequence number");
+    }
+    return Message(BeginMessage{*source, *sequence});
+  }
+  if (*kind == kResult) {
+    const auto source = fields.Number<uint32_t>();
+    const auto sequence = fields.Number<uint64_t>();
+    const auto json = fields.Rest();
+    if (!source || !sequence || !json || json->empty()) {
+      return Malformed(line, "RESULT takes a source index, a sequence number and a JSON line");
+    }
+    return Message(ResultMessage{*source, *sequence, std::string(*json)});
+  }
+  if (*kind == kError) {
+    const auto code = fields.Number<int>();
+    const auto text = fields.Rest();
+    if (!code || !text) return Malformed(line, "ERROR takes a status code and a message");
+    if (*code <= static_cast<int>(StatusCode::kOk) ||
+        *code > static_cast<int>(StatusCode::kInternal)) {
+      return Malformed(line, "unknown status code " + std::to_string(*code));
+    }
+    return Message(ErrorMessage{Status(static_cast<StatusCode>(*code), std::string(*text))});
+  }
+  return Malformed(line, "unknown message kind");
+}
+
+bool SendMessage(int fd, const Message& message) {
+  const std::string line = EncodeMessage(message);
+  size_t done = 0;
+  while (done < line.size()) {
+    const ssize_t n = ::write(fd, line.data() + done, line.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+void MessageReader::Append(std::string_view bytes) {
+  // Drop consumed lines before growing, so the buffer holds at most one partial line plus
+  // what was just read.
+  if (start_ > 0) {
+    buffer_.erase(0, start_);
+    start_ = 0;
+  }
+  buffer_.append(bytes);
+}
+
+Result<std::optional<Message>> MessageReader::Next() {
+  const size_t newline = buffer_.find('\n', start_);
+  if (newline == std::string::npos) {
+    if (pending_bytes() >= kMaxMessageBytes) {
+      buffer_.clear();
+      start_ = 0;
+      return ResourceExhaustedError("a pipeline process sent more than " +
+                                    std::to_string(kMaxMessageBytes) +
+                                    " bytes without a line break");
+    }
+    return std::optional<Message>();
+  }
+  const std::string_view line = std::string_view(buffer_).substr(start_, newline - start_);
+  start_ = newline + 1;
+  if (line.size() + 1 > kMaxMessageBytes) {
+    return ResourceExhaustedError("a pipeline process sent a message of " +
+                                  std::to_string(line.size() + 1) + " bytes (at most " +
+                                  std::to_string(kMaxMessageBytes) + ")");
+  }
+  ZD_ASSIGN_OR_RETURN(Message message, DecodeMessage(line));
+  return std::optional<Message>(std::move(message));
+}
+
+}  // namespace zerodet::pipeline::detail
