@@ -90,8 +90,18 @@ int main(int argc, char** argv) {
   });
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // A usage error: one line, exit code 2 (CLI11 would print two and exit with its own codes).
+    std::string line = e.what();
+    std::replace(line.begin(), line.end(), '\n', ' ');
+    std::fprintf(stderr, "zerodet: %s (see zerodet --help)\n", line.c_str());
+    return 2;
   }
   const auto& failure = zerodet::cli::Failure();
   if (failure.status.ok()) return failure.reported_errors > 0 ? 1 : 0;

@@ -203,15 +203,16 @@ TEST(CliDetectTest, ErrorsGiveNonZeroExitAndOneLine) {
   ASSERT_EQ(missing_image.ErrLines().size(), 1u) << missing_image.err;
   EXPECT_NE(missing_image.err.find("/nonexistent/picture.jpg"), std::string::npos);
 
-  // CLI11 reports usage errors: the first line names the problem, then a hint to --help.
+  // Usage errors: one line naming the problem, exit code 2.
   Outcome unknown_flag = Zerodet({"detect", "--model", kModel, "--bogus-flag", Image("dog.jpg")});
-  EXPECT_NE(unknown_flag.exit_code, 0);
+  EXPECT_EQ(unknown_flag.exit_code, 2);
   EXPECT_EQ(unknown_flag.out, "");
-  ASSERT_FALSE(unknown_flag.ErrLines().empty());
+  ASSERT_EQ(unknown_flag.ErrLines().size(), 1u) << unknown_flag.err;
   EXPECT_NE(unknown_flag.ErrLines()[0].find("--bogus-flag"), std::string::npos) << unknown_flag.err;
 
   Outcome no_model = Zerodet({"detect", Image("dog.jpg")});
-  EXPECT_NE(no_model.exit_code, 0);
+  EXPECT_EQ(no_model.exit_code, 2);
+  ASSERT_EQ(no_model.ErrLines().size(), 1u) << no_model.err;
   EXPECT_NE(no_model.err.find("--model"), std::string::npos) << no_model.err;
 
   Outcome bad_format = Zerodet({"detect", "--model", kModel, "--format", "v99", Image("dog.jpg")});
