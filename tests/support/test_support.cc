@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
@@ -16,6 +15,8 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+
+#include "zerodet/core/child_process.h"
 
 extern char** environ;
 
@@ -46,6 +47,23 @@ void QuietLeakSanitizer() {
     return ::setenv("LSAN_OPTIONS", options.c_str(), 1) == 0;
   }();
   (void)done;
+}
+
+// Starts argv[0] with the given standard descriptors, tied to this process: the child gets
+// SIGKILL when the test binary dies (a crashed or killed test leaves no zerodet behind).
+// Returns the pid, or -1 with errno set when fork fails. The argument and environment arrays
+// are built before fork; the child calls only async-signal-safe functions.
+pid_t SpawnTied(char* const* argv, char* const* envp, int stdin_fd, int stdout_fd, int stderr_fd) {
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid != 0) return pid;
+  if (!TieToParent(parent, SIGKILL)) ::_exit(126);
+  if (::dup2(stdin_fd, STDIN_FILENO) < 0 || ::dup2(stdout_fd, STDOUT_FILENO) < 0 ||
+      ::dup2(stderr_fd, STDERR_FILENO) < 0) {
+    ::_exit(126);
+  }
+  ::execve(argv[0], argv, envp);
+  ::_exit(127);
 }
 
 }  // namespace
@@ -172,26 +190,19 @@ ProcessOutput RunProcess(const std::vector<std::string>& argv, const RunOptions&
     ADD_FAILURE() << "pipe: " << std::strerror(errno);
     return run;
   }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, in_pipe[0], STDIN_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], STDERR_FILENO);
   std::vector<std::string> args = argv;
   std::vector<char*> c_args = CStrings(args);
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
   env.insert(env.end(), options.env.begin(), options.env.end());
   std::vector<char*> c_env = CStrings(env);
-  pid_t pid = 0;
-  const int spawned =
-      posix_spawn(&pid, args.at(0).c_str(), &actions, nullptr, c_args.data(), c_env.data());
-  posix_spawn_file_actions_destroy(&actions);
+  const pid_t pid = SpawnTied(c_args.data(), c_env.data(), in_pipe[0], out_pipe[1], err_pipe[1]);
+  const int fork_error = errno;
   ::close(in_pipe[0]);
   ::close(out_pipe[1]);
   ::close(err_pipe[1]);
-  if (spawned != 0) {
-    ADD_FAILURE() << "cannot start " << args[0] << ": " << std::strerror(spawned);
+  if (pid < 0) {
+    ADD_FAILURE() << "cannot start " << args[0] << ": " << std::strerror(fork_error);
     for (int fd : {in_pipe[1], out_pipe[0], err_pipe[0]}) ::close(fd);
     return run;
   }
@@ -253,20 +264,15 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv, const std::stri
     ADD_FAILURE() << "cannot create " << log_path << ": " << std::strerror(errno);
     return;
   }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, log, STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, log, STDERR_FILENO);
+  const int null_input = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   std::vector<std::string> args = argv;
   std::vector<char*> c_args = CStrings(args);
-  pid_t pid = 0;
-  const int spawned =
-      posix_spawn(&pid, args.at(0).c_str(), &actions, nullptr, c_args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
+  const pid_t pid = SpawnTied(c_args.data(), environ, null_input, log, log);
+  const int fork_error = errno;
   ::close(log);
-  if (spawned != 0) {
-    ADD_FAILURE() << "cannot start " << args[0] << ": " << std::strerror(spawned);
+  ::close(null_input);
+  if (pid < 0) {
+    ADD_FAILURE() << "cannot start " << args[0] << ": " << std::strerror(fork_error);
     return;
   }
   pid_ = pid;

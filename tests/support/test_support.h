@@ -99,6 +99,8 @@ struct RunOptions {
   std::vector<std::string> env;
 };
 
+// Children started here (RunProcess, ChildProcess) get SIGKILL when the test process dies, so a
+// crashed or killed test leaves no zerodet process behind.
 // Runs argv[0] (a path) with its arguments to completion, collecting stdout and stderr (read
 // together, so neither pipe can fill up and stall the child).
 ProcessOutput RunProcess(const std::vector<std::string>& argv, const RunOptions& options = {});
