@@ -30,7 +30,7 @@
 #include "zerodet/codec/letterbox.h"
 #include "zerodet/core/file.h"
 #include "zerodet/store/client.h"
-#include "zerodet/store/dataset.h"
+#include "zerodet/dataset/dataset.h"
 #include "zerodet/store/server.h"
 
 namespace zerodet::cli {
@@ -118,9 +118,9 @@ Result<double> ReaderThroughput(const std::string& socket, const std::string& da
       ::close(result[0]);
       uint64_t count = 0;
       auto client = store::StoreClient::Connect(socket);
-      std::unique_ptr<store::DatasetReader> reader;
+      std::unique_ptr<dataset::DatasetReader> reader;
       if (client.ok()) {
-        auto opened = store::DatasetReader::Open(std::move(*client), dataset);
+        auto opened = dataset::DatasetReader::Open(std::move(*client), dataset);
         if (opened.ok()) reader = std::move(*opened);
       }
       char byte;
@@ -171,7 +171,7 @@ int RunBenchStore(const BenchStoreArgs& args) {
     std::fprintf(stderr, "error: %s\n", status.ToString().c_str());
     return 1;
   };
-  auto images = store::ListDatasetImages(args.source);
+  auto images = dataset::ListDatasetImages(args.source);
   if (!images.ok()) return fail(images.status());
   const uint64_t sample_bytes = uint64_t{3} * args.size * args.size * sizeof(float);
 
@@ -195,7 +195,7 @@ int RunBenchStore(const BenchStoreArgs& args) {
     Letterboxer letterboxer;
     std::vector<float> input(sample_bytes / sizeof(float));
     for (int pass = 0; pass < args.file_passes; ++pass) {
-      for (const store::DatasetImage& image : *images) {
+      for (const dataset::DatasetImage& image : *images) {
         const fs::path& path = image.path;
         const auto start = Clock::now();
         auto bytes = ReadFileBytes(path);
@@ -213,17 +213,17 @@ int RunBenchStore(const BenchStoreArgs& args) {
   auto connected = store::StoreClient::Connect(socket);
   if (!connected.ok()) return cleanup(), fail(connected.status());
   std::shared_ptr<store::StoreClient> client = std::move(*connected);
-  store::PreloadOptions preload;
+  dataset::PreloadOptions preload;
   preload.dataset = "bench";
-  preload.layout = store::SampleLayout::kLetterbox;
+  preload.layout = dataset::SampleLayout::kLetterbox;
   preload.letterbox_size = args.size;
   const auto preload_start = Clock::now();
-  auto report = store::PreloadDataset(*client, args.source, preload);
+  auto report = dataset::PreloadDataset(*client, args.source, preload);
   if (!report.ok()) return cleanup(), fail(report.status());
   const double preload_s = NsSince(preload_start) / 1e9;
-  auto opened = store::DatasetReader::Open(client, "bench");
+  auto opened = dataset::DatasetReader::Open(client, "bench");
   if (!opened.ok()) return cleanup(), fail(opened.status());
-  const store::DatasetReader& reader = **opened;
+  const dataset::DatasetReader& reader = **opened;
 
   // (b) get through the socket protocol.
   std::vector<double> socket_ns;
@@ -244,7 +244,7 @@ int RunBenchStore(const BenchStoreArgs& args) {
       auto sample = reader.Get(i);
       if (!sample.ok()) return cleanup(), fail(sample.status());
       if (!sample->from_store()) return cleanup(), fail(InternalError("sample not in the store"));
-      sample = store::Sample();
+      sample = dataset::Sample();
       fast_ns.push_back(NsSince(start));
     }
   }

@@ -92,7 +92,7 @@ int RunEval(const EvalArgs& args) {
     return 1;
   }
   const DecodeOptions decode_options = args.detector.DecodeOptionsFor(detector);
-  std::unique_ptr<store::DatasetReader> dataset;
+  std::unique_ptr<dataset::DatasetReader> dataset;
   if (args.store.enabled()) {
     auto opened = args.store.Open(detector);
     if (!opened.ok()) {

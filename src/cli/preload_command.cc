@@ -1,5 +1,5 @@
 // `zerodet preload`: decodes a dataset once into a running store (see
-// include/zerodet/store/dataset.h), so workers read samples with DatasetReader.
+// include/zerodet/dataset/dataset.h), so workers read samples with DatasetReader.
 #include <unistd.h>
 
 #include <cstdio>
@@ -8,7 +8,7 @@
 #include "command_registry.h"
 #include "zerodet/core/stopwatch.h"
 #include "zerodet/store/client.h"
-#include "zerodet/store/dataset.h"
+#include "zerodet/dataset/dataset.h"
 
 namespace zerodet::cli {
 namespace {
@@ -31,10 +31,10 @@ void PrintProgress(size_t done, size_t total) {
 }
 
 int RunPreload(const PreloadArgs& args) {
-  store::PreloadOptions options;
+  dataset::PreloadOptions options;
   options.dataset = args.name;
   options.jobs = args.jobs;
-  if (Status s = store::ParseSampleLayout(args.as, &options.layout, &options.letterbox_size,
+  if (Status s = dataset::ParseSampleLayout(args.as, &options.layout, &options.letterbox_size,
                                           &options.letterbox_style);
       !s.ok()) {
     std::fprintf(stderr, "error: --as: %s\n", s.message().c_str());
@@ -47,7 +47,7 @@ int RunPreload(const PreloadArgs& args) {
     return 1;
   }
   Stopwatch watch;
-  auto report = store::PreloadDataset(**client, args.source, options);
+  auto report = dataset::PreloadDataset(**client, args.source, options);
   if (!report.ok()) {
     std::fprintf(stderr, "error: %s\n", report.status().ToString().c_str());
     return 1;

@@ -11,9 +11,9 @@
 
 #include "detect_common.h"
 #include "zerodet/core/stopwatch.h"
+#include "zerodet/dataset/dataset.h"
 #include "zerodet/infer/detector.h"
 #include "zerodet/store/client.h"
-#include "zerodet/store/dataset.h"
 
 namespace zerodet::cli {
 
@@ -32,12 +32,12 @@ struct StoreInputFlags {
   bool enabled() const { return !socket.empty(); }
 
   // Connects, opens the dataset and checks that its samples are the detector's input.
-  Result<std::unique_ptr<store::DatasetReader>> Open(const Detector& detector) const {
+  Result<std::unique_ptr<dataset::DatasetReader>> Open(const Detector& detector) const {
     if (dataset.empty()) return InvalidArgumentError("--store needs --dataset NAME");
     ZD_ASSIGN_OR_RETURN(std::unique_ptr<store::StoreClient> client,
                         store::StoreClient::Connect(socket));
-    ZD_ASSIGN_OR_RETURN(std::unique_ptr<store::DatasetReader> reader,
-                        store::DatasetReader::Open(std::move(client), dataset));
+    ZD_ASSIGN_OR_RETURN(std::unique_ptr<dataset::DatasetReader> reader,
+                        dataset::DatasetReader::Open(std::move(client), dataset));
     const ModelSpec& spec = detector.spec();
     ZD_RETURN_IF_ERROR(
         reader->CheckModelInput(spec.input_width, spec.input_height, spec.letterbox));
@@ -47,13 +47,13 @@ struct StoreInputFlags {
 
 // Detects on sample `i`; boxes in the source image's pixels. timing.decode_ms is the get.
 inline Result<DetectionResult> DetectStoredSample(Detector& detector,
-                                                  const store::DatasetReader& reader, size_t i) {
+                                                  const dataset::DatasetReader& reader, size_t i) {
   Stopwatch watch;
-  ZD_ASSIGN_OR_RETURN(store::Sample sample, reader.Get(i));
+  ZD_ASSIGN_OR_RETURN(dataset::Sample sample, reader.Get(i));
   const double get_ms = watch.ElapsedMs();
-  const store::SampleInfo& info = sample.info();
-  auto result = detector.DetectPreprocessed(sample.tensor().f32(), info.geometry, info.source_width,
-                                            info.source_height);
+  const dataset::SampleInfo& info = sample.info();
+  auto result = detector.DetectPreprocessed(sample.floats().data(), info.geometry,
+                                            info.source_width, info.source_height);
   if (result.ok()) result->timing.decode_ms = get_ms;
   return result;
 }
@@ -70,7 +70,7 @@ inline int DetectDataset(Detector& detector, const StoreInputFlags& flags,
   const std::vector<std::string>& names = detector.spec().class_names;
   int failures = 0;
   for (size_t i = 0; i < (*reader)->size(); ++i) {
-    const store::SampleInfo& info = (*reader)->info(i);
+    const dataset::SampleInfo& info = (*reader)->info(i);
     auto result = DetectStoredSample(detector, **reader, i);
     if (!result.ok()) {
       PrintError(command, result.status().WithContext(info.name));

@@ -16,11 +16,15 @@
 #include <vector>
 
 #include "store_test_util.h"
-#include "zerodet/store/dataset.h"
+#include "zerodet/dataset/dataset.h"
 
 namespace zerodet::store {
 namespace {
 
+using dataset::DatasetReader;
+using dataset::DecodeSample;
+using dataset::SampleInfo;
+using dataset::SampleLayout;
 using ::testing::HasSubstr;
 using namespace std::chrono_literals;
 

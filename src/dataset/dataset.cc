@@ -1,18 +1,22 @@
-#include "zerodet/store/dataset.h"
+#include "zerodet/dataset/dataset.h"
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstring>
-#include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "zerodet/codec/decode.h"
+#include "zerodet/core/file.h"
 
-namespace zerodet::store {
+namespace zerodet::dataset {
+
+using store::ObjectBuffer;
+using store::StoreStats;
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -42,13 +46,6 @@ ObjectId SampleId(const std::string& dataset, SampleLayout layout, int size,
   const std::string layout_key =
       layout == SampleLayout::kRgb8 ? "rgb" : fmt::format("letterbox{}", size);
   return ObjectId::FromName(fmt::format("zerodet-dataset:{}:{}:{}", dataset, layout_key, name));
-}
-
-bool IsImageFile(const fs::path& path) {
-  std::string ext = path.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
-  return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp";
 }
 
 // Fills the layout-dependent parts of `info` for an image of the given sizes.
@@ -246,7 +243,7 @@ Result<std::vector<DatasetImage>> ListDatasetImages(const fs::path& source) {
   std::vector<DatasetImage> images;
   if (fs::is_directory(source, ec)) {
     for (fs::recursive_directory_iterator it(source, ec), end; !ec && it != end; it.increment(ec)) {
-      if (it->is_regular_file(ec) && IsImageFile(it->path())) {
+      if (it->is_regular_file(ec) && HasImageFileExtension(it->path())) {
         images.push_back({it->path(), it->path().lexically_relative(source).generic_string()});
       }
     }
@@ -254,8 +251,8 @@ Result<std::vector<DatasetImage>> ListDatasetImages(const fs::path& source) {
     std::sort(images.begin(), images.end(),
               [](const DatasetImage& a, const DatasetImage& b) { return a.path < b.path; });
   } else {
-    std::ifstream in(source);
-    nlohmann::json coco = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    ZD_ASSIGN_OR_RETURN(std::string text, ReadFileText(source));
+    nlohmann::json coco = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
     if (coco.is_discarded() || !coco.is_object() || !coco.contains("images") ||
         !coco["images"].is_array()) {
       return CorruptDataError(fmt::format(
@@ -381,12 +378,10 @@ std::span<const uint8_t> Sample::bytes() const {
   return owned_;
 }
 
-TensorView Sample::tensor() const {
-  TensorView t;
-  t.data = const_cast<uint8_t*>(bytes().data());
-  t.dtype = info_->dtype;
-  t.shape = info_->shape;
-  return t;
+std::span<const float> Sample::floats() const {
+  const std::span<const uint8_t> raw = bytes();
+  // Store objects are 64-byte aligned and owned copies come from operator new: both suit float.
+  return {reinterpret_cast<const float*>(raw.data()), raw.size() / sizeof(float)};
 }
 
 Result<std::unique_ptr<DatasetReader>> DatasetReader::Open(std::shared_ptr<StoreClient> client,
@@ -413,6 +408,7 @@ Result<std::unique_ptr<DatasetReader>> DatasetReader::Open(std::shared_ptr<Store
     return corrupt("not a zerodet dataset manifest");
   }
   auto reader = std::unique_ptr<DatasetReader>(new DatasetReader());
+  auto samples = std::make_shared<std::vector<SampleInfo>>();
   reader->client_ = std::move(client);
   reader->dataset_ = dataset;
   try {
@@ -441,12 +437,13 @@ Result<std::unique_ptr<DatasetReader>> DatasetReader::Open(std::shared_ptr<Store
           std::any_of(s.shape.begin(), s.shape.end(), [](int64_t d) { return d <= 0; })) {
         return corrupt("sample " + s.name + " has a bad shape");
       }
-      reader->by_name_.emplace(s.name, reader->samples_.size());
-      reader->samples_.push_back(std::move(s));
+      reader->by_name_.emplace(s.name, samples->size());
+      samples->push_back(std::move(s));
     }
   } catch (const nlohmann::json::exception& e) {
     return corrupt(e.what());
   }
+  reader->samples_ = std::move(samples);
   return reader;
 }
 
@@ -475,17 +472,17 @@ Status DatasetReader::CheckModelInput(int width, int height, LetterboxStyle styl
 
 size_t DatasetReader::Find(const std::string& name) const {
   auto it = by_name_.find(name);
-  return it == by_name_.end() ? samples_.size() : it->second;
+  return it == by_name_.end() ? samples_->size() : it->second;
 }
 
 Result<Sample> DatasetReader::Get(size_t i) const {
-  if (i >= samples_.size()) {
+  if (i >= samples_->size()) {
     return InvalidArgumentError(fmt::format("dataset '{}' has {} samples, asked for sample {}",
-                                            dataset_, samples_.size(), i));
+                                            dataset_, samples_->size(), i));
   }
-  const SampleInfo& info = samples_[i];
+  const SampleInfo& info = (*samples_)[i];
   Sample sample;
-  sample.info_ = &info;
+  sample.info_ = std::shared_ptr<const SampleInfo>(samples_, &info);
   Result<ObjectView> view = client_->Get(info.id);
   if (view.ok()) {
     if (view->data().size() != info.size_bytes()) {
@@ -518,4 +515,4 @@ Result<Sample> DatasetReader::Get(size_t i) const {
   return sample;
 }
 
-}  // namespace zerodet::store
+}  // namespace zerodet::dataset

@@ -1,5 +1,5 @@
 // Dataset preloader and reader on real images from ../shared, against an in-process store.
-#include "zerodet/store/dataset.h"
+#include "zerodet/dataset/dataset.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -12,8 +12,11 @@
 #include "store_test_util.h"
 #include "zerodet/codec/decode.h"
 
-namespace zerodet::store {
+namespace zerodet::dataset {
 namespace {
+
+using store::StoreServer;
+namespace testing = store::testing;
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
@@ -124,9 +127,9 @@ TEST_F(DatasetTest, RgbSamplesEqualTheDecodedFiles) {
     auto sample = reader->Get(i);
     ASSERT_TRUE(sample.ok()) << sample.status().ToString();
     EXPECT_TRUE(sample->from_store());
-    const TensorView t = sample->tensor();
-    EXPECT_EQ(t.dtype, DType::kUInt8);
-    ASSERT_EQ(t.shape, (std::vector<int64_t>{decoded->image.height(), decoded->image.width(), 3}));
+    EXPECT_EQ(sample->info().dtype, DType::kUInt8);
+    ASSERT_EQ(sample->info().shape,
+              (std::vector<int64_t>{decoded->image.height(), decoded->image.width(), 3}));
     EXPECT_EQ(info.source_width, decoded->source_width);
     const size_t row = decoded->image.width() * 3u;
     for (int y = 0; y < decoded->image.height(); ++y) {
@@ -268,6 +271,23 @@ TEST_F(DatasetTest, DatasetLargerThanTheStoreStillReadsCorrectly) {
   EXPECT_GT(stats->evictions, 0u);
 }
 
+TEST_F(DatasetTest, SamplesOutliveTheirReader) {
+  StartStore(64 << 20);
+  PreloadOptions options;
+  options.dataset = "photos";
+  ASSERT_TRUE(PreloadDataset(*client_, kImages, options).ok());
+  auto reader = OpenReader("photos");
+  ASSERT_NE(reader, nullptr);
+  const size_t dog = reader->Find("dog.jpg");
+  auto sample = reader->Get(dog);
+  ASSERT_TRUE(sample.ok()) << sample.status().ToString();
+  const std::vector<uint8_t> expected(sample->bytes().begin(), sample->bytes().end());
+  reader.reset();
+  EXPECT_EQ(sample->info().name, "dog.jpg");
+  ASSERT_EQ(sample->bytes().size(), expected.size());
+  EXPECT_EQ(std::memcmp(sample->bytes().data(), expected.data(), expected.size()), 0);
+}
+
 TEST_F(DatasetTest, UnknownDatasetAndTooSmallStore) {
   StartStore(1 << 20);
   auto reader = DatasetReader::Open(client_, "nothing");
@@ -301,4 +321,4 @@ TEST_F(DatasetTest, CorruptManifestIsReported) {
 }
 
 }  // namespace
-}  // namespace zerodet::store
+}  // namespace zerodet::dataset

@@ -42,7 +42,11 @@
 #include "zerodet/store/client.h"
 #include "zerodet/store/object_id.h"
 
-namespace zerodet::store {
+namespace zerodet::dataset {
+
+using store::ObjectId;
+using store::ObjectView;
+using store::StoreClient;
 
 enum class SampleLayout { kRgb8, kLetterbox };
 
@@ -108,20 +112,26 @@ Result<std::vector<uint8_t>> DecodeSample(const std::filesystem::path& path, Sam
                                           int letterbox_size, LetterboxStyle style,
                                           SampleInfo* info);
 
-// One sample: a view into the store, or (after a miss the store could not take back) memory of
-// its own. Move-only; keeps the object referenced while it exists.
+// One sample: a read-only view into the store, or (after a miss the store could not take back)
+// memory of its own. Move-only; keeps its store object referenced while it exists.
+//
+// Lifetime: a Sample is independent of the DatasetReader that returned it; it shares the
+// reader's sample table and the store client's mappings, so it stays valid (and its bytes
+// unchanged) after the reader, the client or the store itself are gone.
 class Sample {
  public:
   Sample() = default;
+  // REQUIRES: the sample came from DatasetReader::Get.
   const SampleInfo& info() const { return *info_; }
+  // The sample's bytes (info().size_bytes() of them), laid out as info().dtype and shape.
   std::span<const uint8_t> bytes() const;
-  // The tensor over bytes(); read-only despite TensorView's non-const pointer.
-  TensorView tensor() const;
+  // bytes() as float32 values. REQUIRES: info().dtype == DType::kFloat32 (kLetterbox).
+  std::span<const float> floats() const;
   bool from_store() const { return view_.valid(); }
 
  private:
   friend class DatasetReader;
-  const SampleInfo* info_ = nullptr;
+  std::shared_ptr<const SampleInfo> info_;
   ObjectView view_;
   std::vector<uint8_t> owned_;
 };
@@ -134,12 +144,12 @@ class DatasetReader {
   static Result<std::unique_ptr<DatasetReader>> Open(std::shared_ptr<StoreClient> client,
                                                      const std::string& dataset);
 
-  size_t size() const { return samples_.size(); }
+  size_t size() const { return samples_->size(); }
   SampleLayout layout() const { return layout_; }
   int letterbox_size() const { return letterbox_size_; }
   LetterboxStyle letterbox_style() const { return style_; }
   // REQUIRES: i < size().
-  const SampleInfo& info(size_t i) const { return samples_[i]; }
+  const SampleInfo& info(size_t i) const { return (*samples_)[i]; }
   // OK when the samples are exactly the input of a model taking `width` x `height` inputs
   // letterboxed in `style`; else kFailedPrecondition saying how to preload the dataset instead.
   Status CheckModelInput(int width, int height, LetterboxStyle style) const;
@@ -158,11 +168,12 @@ class DatasetReader {
   SampleLayout layout_ = SampleLayout::kRgb8;
   int letterbox_size_ = 0;
   LetterboxStyle style_ = LetterboxStyle::kUltralytics;
-  std::vector<SampleInfo> samples_;
+  // Shared with every Sample handed out (see Sample, "Lifetime").
+  std::shared_ptr<const std::vector<SampleInfo>> samples_;
   std::unordered_map<std::string, size_t> by_name_;
 };
 
 // The manifest's object id for dataset `name`.
 ObjectId ManifestId(const std::string& dataset);
 
-}  // namespace zerodet::store
+}  // namespace zerodet::dataset
