@@ -153,7 +153,7 @@ Result<std::unique_ptr<StoreClient>> StoreClient::Connect(const std::string& soc
                                             socket_path, sizeof(addr.sun_path) - 1));
   }
   std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
-  shared->socket = internal::UniqueFd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  shared->socket = UniqueFd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   if (shared->socket.get() < 0) return ErrnoError("socket", errno);
   if (::connect(shared->socket.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     const int err = errno;
@@ -176,7 +176,7 @@ Result<std::unique_ptr<StoreClient>> StoreClient::Connect(const std::string& soc
       internal::SendMessage(shared->socket.get(), internal::SerializeRequest(hello), {}, false)
           .WithContext("store " + socket_path));
   std::vector<uint8_t> storage;
-  std::vector<internal::UniqueFd> fds;
+  std::vector<UniqueFd> fds;
   Status received = internal::ReceiveMessage(shared->socket.get(), &storage,
                                              internal::kMaxMessageSize, &fds, 3, false);
   if (received.code() == StatusCode::kUnavailable) {

@@ -38,7 +38,6 @@ using internal::IndexHeader;
 using internal::Mapping;
 using internal::MessageType;
 using internal::Request;
-using internal::UniqueFd;
 using Clock = std::chrono::steady_clock;
 
 namespace {

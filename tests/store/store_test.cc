@@ -266,7 +266,7 @@ TEST_F(StoreTest, DisconnectAbortsUnsealedObjectsAndDropsReferences) {
     auto message = internal::SerializeRequest(request);
     EXPECT_TRUE(internal::SendMessage(fd, message, {}, false).ok());
     std::vector<uint8_t> reply;
-    std::vector<internal::UniqueFd> fds;
+    std::vector<UniqueFd> fds;
     EXPECT_TRUE(
         internal::ReceiveMessage(fd, &reply, internal::kMaxMessageSize, &fds, 3, false).ok());
     std::span<const uint8_t> body;
