@@ -16,7 +16,6 @@ namespace zerodet::dataset {
 namespace {
 
 using store::StoreServer;
-namespace testing = store::testing;
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;

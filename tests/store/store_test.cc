@@ -10,8 +10,6 @@
 #include <cstring>
 #include <thread>
 
-#include "protocol.h"
-#include "shm_util.h"
 #include "store_test_util.h"
 
 namespace zerodet::store {
@@ -22,6 +20,7 @@ using namespace std::chrono_literals;
 using testing::CheckPattern;
 using testing::FillPattern;
 using testing::IdOf;
+using testing::WaitFor;
 
 class StoreTest : public ::testing::Test {
  protected:
@@ -199,7 +198,7 @@ TEST_F(StoreTest, DeleteIsDeferredWhileReferenced) {
   EXPECT_TRUE((*listed)[0].pending_delete);
   view->Release();
   // The store notices the release on its next sweep (no message is sent).
-  for (int i = 0; i < 200 && Stats().objects != 0; ++i) std::this_thread::sleep_for(5ms);
+  EXPECT_TRUE(WaitFor([&] { return Stats().objects == 0; }));
   stats = Stats();
   EXPECT_EQ(stats.objects, 0u);
   EXPECT_EQ(stats.bytes_allocated, 0u);
@@ -257,45 +256,26 @@ TEST_F(StoreTest, ListAndStatsAccountForEverything) {
 // and a reference (a StoreClient keeps its connection open while any view or buffer lives).
 TEST_F(StoreTest, DisconnectAbortsUnsealedObjectsAndDropsReferences) {
   Put(IdOf(1), 1000, 1);
-  int fd = ::socket(AF_UNIX, SOCK_SEQPACKET, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strcpy(addr.sun_path, socket_.c_str());
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  auto transact = [&](const internal::Request& request) {
-    auto message = internal::SerializeRequest(request);
-    EXPECT_TRUE(internal::SendMessage(fd, message, {}, false).ok());
-    std::vector<uint8_t> reply;
-    std::vector<UniqueFd> fds;
-    EXPECT_TRUE(
-        internal::ReceiveMessage(fd, &reply, internal::kMaxMessageSize, &fds, 3, false).ok());
-    std::span<const uint8_t> body;
-    return internal::ParseReply(reply, request.type, &body);
-  };
-  internal::Request hello;
-  hello.type = internal::MessageType::kHello;
-  hello.protocol_version = internal::kProtocolVersion;
-  ASSERT_TRUE(transact(hello).ok());
+  testing::RawConnection raw(socket_);
+  ASSERT_TRUE(raw.connected());
+  ASSERT_TRUE(raw.Transact(testing::HelloRequest()).ok());
   internal::Request create;
   create.type = internal::MessageType::kCreate;
   create.id = IdOf(2);
   create.data_size = 1000;
-  ASSERT_TRUE(transact(create).ok());
+  ASSERT_TRUE(raw.Transact(create).ok());
   internal::Request get;
   get.type = internal::MessageType::kGet;
   get.id = IdOf(1);
-  ASSERT_TRUE(transact(get).ok());  // the store now holds a reference for this connection
+  ASSERT_TRUE(raw.Transact(get).ok());  // the store now holds a reference for this connection
   ASSERT_TRUE(client_->Delete(IdOf(1)).ok());
   StoreStats stats = Stats();
   EXPECT_EQ(stats.pending_deletes, 1u);
   EXPECT_EQ(stats.unsealed_objects, 1u);
   EXPECT_EQ(stats.clients, 2u);
-  ::close(fd);
-  for (int i = 0; i < 200; ++i) {
-    stats = Stats();
-    if (stats.objects == 0) break;
-    std::this_thread::sleep_for(5ms);
-  }
+  raw.Close();
+  EXPECT_TRUE(WaitFor([&] { return Stats().objects == 0; }));
+  stats = Stats();
   EXPECT_EQ(stats.objects, 0u);
   EXPECT_EQ(stats.bytes_allocated, 0u);
   EXPECT_EQ(stats.clients, 1u);
@@ -343,29 +323,22 @@ TEST_F(StoreTest, SocketIsPrivateToItsUser) {
 }
 
 TEST_F(StoreTest, MalformedFramesDisconnectOnlyTheSender) {
-  int fd = ::socket(AF_UNIX, SOCK_SEQPACKET, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strcpy(addr.sun_path, socket_.c_str());
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  testing::RawConnection garbage_sender(socket_);
+  ASSERT_TRUE(garbage_sender.connected());
   const uint8_t garbage[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13};
-  ASSERT_EQ(::send(fd, garbage, sizeof(garbage), 0), static_cast<ssize_t>(sizeof(garbage)));
+  ASSERT_EQ(::send(garbage_sender.fd(), garbage, sizeof(garbage), 0),
+            static_cast<ssize_t>(sizeof(garbage)));
   uint8_t reply[4096];
-  const ssize_t n = ::recv(fd, reply, sizeof(reply), 0);
-  EXPECT_GT(n, 0);                                    // an error reply
-  EXPECT_EQ(::recv(fd, reply, sizeof(reply), 0), 0);  // then the store hangs up
-  ::close(fd);
+  EXPECT_GT(::recv(garbage_sender.fd(), reply, sizeof(reply), 0), 0);  // an error reply
+  EXPECT_EQ(::recv(garbage_sender.fd(), reply, sizeof(reply), 0), 0);  // then the store hangs up
 
   // A request before the hello is refused too.
-  fd = ::socket(AF_UNIX, SOCK_SEQPACKET, 0);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  testing::RawConnection impatient(socket_);
+  ASSERT_TRUE(impatient.connected());
   internal::Request stats;
   stats.type = internal::MessageType::kStats;
-  auto message = internal::SerializeRequest(stats);
-  ASSERT_GT(::send(fd, message.data(), message.size(), 0), 0);
-  EXPECT_GT(::recv(fd, reply, sizeof(reply), 0), 0);
-  EXPECT_EQ(::recv(fd, reply, sizeof(reply), 0), 0);
-  ::close(fd);
+  EXPECT_EQ(impatient.Transact(stats).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(::recv(impatient.fd(), reply, sizeof(reply), 0), 0);
 
   Put(IdOf(1), 10, 1);
   EXPECT_TRUE(client_->Contains(IdOf(1)));
