@@ -164,7 +164,7 @@ TEST_F(StoreTest, ReferencedObjectsAreNeverEvicted) {
   auto full = client_->Create(IdOf(100), 1 << 20);
   ASSERT_EQ(full.status().code(), StatusCode::kResourceExhausted);
   EXPECT_THAT(full.status().message(), HasSubstr("store full"));
-  EXPECT_THAT(full.status().message(), HasSubstr("held by referenced"));
+  EXPECT_THAT(full.status().message(), HasSubstr("8.00 MiB referenced"));
   for (int i = 0; i < 8; ++i) EXPECT_TRUE(CheckPattern(held[i].data(), i));
   // Releasing one view makes exactly that object evictable.
   held[3].Release();

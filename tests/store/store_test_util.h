@@ -140,10 +140,12 @@ class RawConnection {
   std::span<const uint8_t> body_;
 };
 
-inline store::internal::Request HelloRequest() {
+inline store::internal::Request HelloRequest(
+    store::StoreAccess access = store::StoreAccess::kReadWrite) {
   store::internal::Request hello;
   hello.type = store::internal::MessageType::kHello;
   hello.protocol_version = store::internal::kProtocolVersion;
+  hello.access = static_cast<uint32_t>(access);
   return hello;
 }
 

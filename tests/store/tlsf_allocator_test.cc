@@ -74,7 +74,7 @@ TEST(TlsfAllocatorTest, GoodFitFindsAnExactHole) {
   std::vector<uint64_t> offsets;
   for (int i = 0; i < 64; ++i) offsets.push_back(*allocator.Allocate(kMiB - 64 * 3));
   // Punch holes of 3 * (kMiB - 192) = one size class region, then ask for exactly that.
-  for (int i = 10; i < 13; ++i) allocator.Free(offsets[i]);
+  for (size_t i = 10; i < 13; ++i) ASSERT_TRUE(allocator.Free(offsets[i]));
   const uint64_t hole = allocator.largest_free_block();
   EXPECT_GE(hole, 3 * (kMiB - 192));
   auto fit = allocator.Allocate(hole);

@@ -42,8 +42,9 @@ class TlsfAllocator {
   std::optional<uint64_t> Allocate(uint64_t size);
 
   // Frees the block at `offset`. Returns false (and changes nothing) when `offset` is not the
-  // start of an allocated block: double frees are reported, not undefined.
-  bool Free(uint64_t offset);
+  // start of an allocated block: double frees are reported, not undefined. Callers must act on
+  // false (it means their bookkeeping and the allocator disagree).
+  [[nodiscard]] bool Free(uint64_t offset);
 
   // Size of the allocated block at `offset` (>= the requested size), or 0 if none starts there.
   uint64_t BlockSize(uint64_t offset) const;
