@@ -212,6 +212,14 @@ Result<std::unique_ptr<StoreClient>> StoreClient::Connect(const std::string& soc
   Status received =
       internal::ReceiveMessage(shared->socket.get(), &storage, internal::kMaxMessageSize, &fds, 4,
                                /*dont_wait=*/!sent.ok());
+  if (received.code() == StatusCode::kUnavailable) {
+    // A store that hung up with our hello unread makes the first receive fail with
+    // ECONNRESET although its reason is queued behind the error.
+    Status queued =
+        internal::ReceiveMessage(shared->socket.get(), &storage, internal::kMaxMessageSize, &fds, 4,
+                                 /*dont_wait=*/true);
+    if (queued.ok()) received = queued;
+  }
   if (!received.ok()) {
     if (!sent.ok()) return sent.WithContext("store " + socket_path);
     if (received.code() == StatusCode::kUnavailable) {

@@ -140,7 +140,9 @@ class StoreServer::Impl {
   bool Authorized(const Peer& peer) const;
   bool MayWrite(const Peer& peer) const;
   void Accept();
-  void AcceptWithoutDescriptors();
+  // Refuses one pending connection with a reason using the reserve descriptor; false when
+  // nothing was pending (or listening had to pause).
+  bool AcceptWithoutDescriptors();
   void Refuse(UniqueFd fd, const Status& why);
   void PauseListening();
   void ResumeListeningIfDue();
@@ -352,23 +354,29 @@ void StoreServer::Impl::ResumeListeningIfDue() {
   listen_resume_ = Deadline::Never();
 }
 
-void StoreServer::Impl::AcceptWithoutDescriptors() {
+bool StoreServer::Impl::AcceptWithoutDescriptors() {
   if (!reserve_fd_.valid()) {
     // The whole system is out of descriptors: stop polling the socket for a moment instead of
     // waking up for the same pending connection again and again.
     PauseListening();
-    return;
+    return false;
   }
   reserve_fd_.Reset();
   UniqueFd fd(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-  if (fd.valid()) {
+  // EAGAIN here means nothing was pending: accept() reports EMFILE before it looks.
+  const bool refused = fd.valid();
+  if (refused) {
     Refuse(std::move(fd),
            ResourceExhaustedError(fmt::format(
                "store {} has no file descriptors left ({} connections open); try again later",
                options_.socket_path, connections_.size())));
   }
   reserve_fd_ = UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  if (!reserve_fd_.valid()) PauseListening();
+  if (!reserve_fd_.valid()) {
+    PauseListening();
+    return false;
+  }
+  return refused;
 }
 
 void StoreServer::Impl::Accept() {
@@ -381,8 +389,8 @@ void StoreServer::Impl::Accept() {
       LogRateLimited(accept_log_, spdlog::level::warn, "store: accept on {}: {}",
                      options_.socket_path, std::strerror(err));
       if (err == EMFILE || err == ENFILE) {
-        AcceptWithoutDescriptors();
-        continue;
+        if (AcceptWithoutDescriptors()) continue;
+        return;
       }
       PauseListening();
       return;
@@ -698,6 +706,7 @@ StoreStats StoreServer::Impl::CollectStats() const {
   stats.connections = connections_.size();
   stats.refused_connections = refused_;
   stats.hello_timeouts = hello_timeouts_;
+  stats.waiting_gets = waiters_.size();
   return stats;
 }
 

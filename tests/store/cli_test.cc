@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -13,6 +15,7 @@
 
 #include "store_test_util.h"
 #include "zerodet/dataset/dataset.h"
+#include "zerodet/store/client.h"
 
 namespace zerodet::store {
 namespace {
@@ -103,6 +106,56 @@ TEST_F(StoreCliTest, BadArgumentsAreReported) {
       {"preload", "--socket", dir_.File("none.sock"), "--name", "x", kShared + "/images"});
   EXPECT_NE(run.exit_code, 0);
   EXPECT_THAT(run.err, HasSubstr("no store is serving"));
+}
+
+// Issue 10: once accept() failed with EMFILE the store spun at 100% of a core and wrote about
+// 45 MB of log a second, and clients hung.
+TEST_F(StoreCliTest, OutOfDescriptorsRefusesClientsWithAReasonAndStaysResponsive) {
+  // A store allowed 40 open files: idle connections exhaust them.
+  store_ = std::make_unique<ChildProcess>(
+      std::vector<std::string>{"/bin/sh", "-c",
+                               "ulimit -n 40 && exec " + testing::ZerodetBinary().string() +
+                                   " store --socket " + socket_ +
+                                   " --capacity 8M --hello-timeout 600"},
+      dir_.File("store.log"));
+  ASSERT_TRUE(WaitFor([&] { return StoreClient::Connect(socket_).ok() || !store_->Running(); }))
+      << store_->Log();
+  std::vector<std::unique_ptr<testing::RawConnection>> idle;
+  for (int i = 0; i < 60; ++i) {
+    idle.push_back(std::make_unique<testing::RawConnection>(socket_));
+  }
+  // A real client, in a child so that a store that never answers cannot hang the test.
+  testing::Pipe reason_pipe;
+  const pid_t client = testing::ForkChild([&] {
+    auto connected = StoreClient::Connect(socket_);
+    char reason[512] = {};
+    if (!connected.ok()) {
+      std::snprintf(reason, sizeof(reason), "%s", connected.status().ToString().c_str());
+    }
+    reason_pipe.Send(reason);
+    return 0;
+  });
+  reason_pipe.CloseWrite();
+  bool exited = WaitFor([&] { return ::waitpid(client, nullptr, WNOHANG) == client; });
+  if (!exited) {
+    ::kill(client, SIGKILL);
+    testing::WaitChild(client);
+  }
+  ASSERT_TRUE(exited) << "a client of a store out of descriptors hung";
+  char reason[512] = {};
+  ASSERT_TRUE(reason_pipe.Receive(reason));
+  EXPECT_THAT(std::string(reason), HasSubstr("no file descriptors left"));
+  // Descriptors come back, and so does service.
+  idle.clear();
+  std::shared_ptr<StoreClient> served;
+  EXPECT_TRUE(WaitFor([&] {
+    auto connected = StoreClient::Connect(socket_);
+    if (connected.ok()) served = std::move(*connected);
+    return connected.ok();
+  })) << store_->Log();
+  ASSERT_NE(served, nullptr);
+  EXPECT_TRUE(served->Stats().ok());
+  EXPECT_LT(store_->Log().size(), 16u * 1024) << store_->Log().substr(0, 2000);
 }
 
 // `detect --store --dataset` reads letterboxed samples instead of files; the detections must be

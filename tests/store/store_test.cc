@@ -8,6 +8,9 @@
 
 #include <atomic>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "store_test_util.h"
@@ -342,6 +345,155 @@ TEST_F(StoreTest, MalformedFramesDisconnectOnlyTheSender) {
 
   Put(IdOf(1), 10, 1);
   EXPECT_TRUE(client_->Contains(IdOf(1)));
+}
+
+// Issue 8: a store's shutdown removed whatever was at its socket path.
+TEST_F(StoreTest, ShutdownLeavesASocketThatReplacedItsOwn) {
+  ASSERT_EQ(::unlink(socket_.c_str()), 0);  // someone removed the first store's socket...
+  auto second = StoreServer::Create(testing::SmallStore(socket_));  // ...and started another
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  (*second)->Start();
+  client_.reset();
+  server_.reset();  // the first store shuts down
+  EXPECT_TRUE(std::filesystem::exists(socket_));
+  EXPECT_TRUE(StoreClient::Connect(socket_).ok());
+}
+
+TEST_F(StoreTest, ShutdownLeavesAFileThatReplacedItsSocket) {
+  ASSERT_EQ(::unlink(socket_.c_str()), 0);
+  { std::ofstream(socket_) << "not a socket"; }
+  client_.reset();
+  server_.reset();
+  EXPECT_EQ(testing::ReadText(socket_), "not a socket");
+}
+
+// Issue 11: a GET with a timeout of 3e9 ms made the loop's epoll timeout negative (infinite),
+// stalling every other deadline; one of INT64_MAX ms expired at once.
+TEST_F(StoreTest, HugeGetTimeoutsNeitherStallOtherDeadlinesNorExpire) {
+  auto patient = testing::MustConnect(socket_);
+  auto forever = testing::MustConnect(socket_);
+  auto hurried = testing::MustConnect(socket_);
+  std::atomic<bool> patient_done{false}, forever_done{false}, hurried_done{false};
+  Status patient_status, forever_status, hurried_status;
+  std::thread patient_thread([&] {
+    patient_status =
+        patient->Get(IdOf(1), {.timeout = std::chrono::milliseconds(3'000'000'000)}).status();
+    patient_done = true;
+  });
+  std::thread forever_thread([&] {
+    forever_status =
+        forever->Get(IdOf(1), {.timeout = std::chrono::milliseconds(INT64_MAX)}).status();
+    forever_done = true;
+  });
+  ASSERT_TRUE(WaitFor([&] { return Stats().waiting_gets == 2; }));
+  std::thread hurried_thread([&] {
+    hurried_status = hurried->Get(IdOf(2), {.timeout = 200ms}).status();
+    hurried_done = true;
+  });
+  EXPECT_TRUE(WaitFor([&] { return hurried_done.load(); }))
+      << "a 200 ms get did not expire while a 3e9 ms get was waiting";
+  EXPECT_EQ(hurried_status.code(), StatusCode::kDeadlineExceeded);
+  // The store has processed a deadline after both huge ones were registered: had either
+  // expired, it would have been answered by now.
+  EXPECT_FALSE(forever_done.load()) << forever_status.ToString();
+  EXPECT_FALSE(patient_done.load()) << patient_status.ToString();
+  Put(IdOf(1), 10, 1);
+  Put(IdOf(2), 10, 2);  // releases the hurried thread if the fix is missing
+  patient_thread.join();
+  forever_thread.join();
+  hurried_thread.join();
+  EXPECT_TRUE(patient_status.ok()) << patient_status.ToString();
+  EXPECT_TRUE(forever_status.ok()) << forever_status.ToString();
+}
+
+TEST_F(StoreTest, BatchGetWithTheLargestTimeoutWaits) {
+  std::thread producer([&] {
+    auto writer = testing::MustConnect(socket_);
+    WaitFor([&] { return Stats().waiting_gets == 1; });
+    auto buffer = writer->Create(IdOf(1), 10);
+    ASSERT_TRUE(buffer.ok());
+    ASSERT_TRUE(writer->Seal(std::move(*buffer)).ok());
+  });
+  auto waiting = testing::MustConnect(socket_);
+  std::vector<ObjectId> ids = {IdOf(1)};
+  auto views = waiting->Get(ids, {.timeout = std::chrono::milliseconds::max()});
+  producer.join();
+  ASSERT_TRUE(views.ok()) << views.status().ToString();
+  EXPECT_TRUE((*views)[0].valid());
+}
+
+// Issue 10: connections that never said hello were neither counted nor timed out.
+TEST(StoreLimitsTest, IdleConnectionsCountTowardMaxClientsAndAreDropped) {
+  testing::TempDir dir;
+  StoreOptions options = testing::SmallStore(dir.File("store.sock"));
+  options.max_clients = 4;
+  options.hello_timeout = 300ms;
+  auto server = StoreServer::Create(options);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  (*server)->Start();
+  std::vector<std::unique_ptr<testing::RawConnection>> idle;
+  for (int i = 0; i < 4; ++i) {
+    idle.push_back(std::make_unique<testing::RawConnection>(options.socket_path));
+    ASSERT_TRUE(idle.back()->connected());
+  }
+  auto refused = StoreClient::Connect(options.socket_path);
+  ASSERT_EQ(refused.status().code(), StatusCode::kResourceExhausted) << refused.status().ToString();
+  EXPECT_THAT(refused.status().message(), HasSubstr("maximum of 4 connections"));
+  // The store hangs up on each idle connection once its hello deadline has passed.
+  for (auto& connection : idle) {
+    uint8_t byte[4096];
+    ssize_t n = 0;
+    do {
+      n = ::recv(connection->fd(), byte, sizeof(byte), 0);  // a timeout reply, then EOF
+    } while (n > 0);
+    EXPECT_EQ(n, 0);
+  }
+  auto accepted = StoreClient::Connect(options.socket_path);
+  ASSERT_TRUE(accepted.ok()) << accepted.status().ToString();
+  auto stats = (*accepted)->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->hello_timeouts, 4u);
+  EXPECT_EQ(stats->connections, 1u);
+}
+
+// Issue 13: memory and LIST cost followed max_objects, not the objects in use.
+TEST(StoreLimitsTest, MemoryFollowsUseNotMaxObjects) {
+  auto rss_anon_kib = [] {
+    std::istringstream status(testing::ReadText("/proc/self/status"));
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("RssAnon:", 0) == 0) return std::stoull(line.substr(8));
+    }
+    return 0ull;
+  };
+  // Resident kilobytes of this process's mapping of the store's index.
+  auto index_rss_kib = [] {
+    std::istringstream smaps(testing::ReadText("/proc/self/smaps"));
+    bool in_index = false;
+    for (std::string line; std::getline(smaps, line);) {
+      if (line.find(" /memfd:zerodet-store-index") != std::string::npos) in_index = true;
+      if (in_index && line.rfind("Rss:", 0) == 0) return std::stoull(line.substr(4));
+    }
+    return 0ull;
+  };
+  testing::TempDir dir;
+  StoreOptions options = testing::SmallStore(dir.File("store.sock"));
+  options.max_objects = 1 << 22;
+  const auto before = rss_anon_kib();
+  auto server = StoreServer::Create(options);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  (*server)->Start();
+  EXPECT_LT(rss_anon_kib() - before, 64u << 10) << "KiB of heap for an idle store";
+  auto client = testing::MustConnect(options.socket_path);
+  ASSERT_NE(client, nullptr);
+  for (int i = 0; i < 1000; ++i) {
+    auto buffer = client->Create(IdOf(i), 64);
+    ASSERT_TRUE(buffer.ok()) << buffer.status().ToString();
+    ASSERT_TRUE(client->Seal(std::move(*buffer)).ok());
+  }
+  auto listed = client->List();
+  ASSERT_TRUE(listed.ok());
+  EXPECT_EQ(listed->size(), 1000u);
+  EXPECT_LT(index_rss_kib(), 16u << 10) << "KiB of the index touched for 1000 objects";
 }
 
 TEST_F(StoreTest, ConcurrentReadersAndWriterThreads) {

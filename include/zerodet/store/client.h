@@ -89,6 +89,7 @@ struct StoreStats {
   uint64_t pending_delete_bytes = 0;  // allocated to deleted objects still referenced
   uint64_t refused_connections = 0;   // not authorized, too many, out of descriptors
   uint64_t hello_timeouts = 0;        // connections dropped for not saying hello in time
+  uint64_t waiting_gets = 0;          // socket gets waiting for an object to be sealed
 };
 
 enum class StoreAccess : uint32_t {
