@@ -34,8 +34,10 @@ struct StoreInputFlags {
   // Connects, opens the dataset and checks that its samples are the detector's input.
   Result<std::unique_ptr<dataset::DatasetReader>> Open(const Detector& detector) const {
     if (dataset.empty()) return InvalidArgumentError("--store needs --dataset NAME");
-    ZD_ASSIGN_OR_RETURN(std::unique_ptr<store::StoreClient> client,
-                        store::StoreClient::Connect(socket));
+    // Readers connect read-only: they cannot change anyone's objects.
+    ZD_ASSIGN_OR_RETURN(
+        std::unique_ptr<store::StoreClient> client,
+        store::StoreClient::Connect(socket, {.access = store::StoreAccess::kReadOnly}));
     ZD_ASSIGN_OR_RETURN(std::unique_ptr<dataset::DatasetReader> reader,
                         dataset::DatasetReader::Open(std::move(client), dataset));
     const ModelSpec& spec = detector.spec();

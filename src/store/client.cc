@@ -79,6 +79,12 @@ struct ClientShared {
 
 }  // namespace internal
 
+uint64_t ObjectFootprint(uint64_t data_size, uint64_t metadata_size) {
+  // The allocator gives even an empty object one aligned block.
+  return std::max(internal::kObjectAlignment,
+                  internal::MetadataOffset(internal::MetadataOffset(data_size) + metadata_size));
+}
+
 // ---- ObjectView ----
 
 ObjectView::ObjectView(ObjectView&& other) noexcept {

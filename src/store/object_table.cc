@@ -314,11 +314,16 @@ void ObjectTable::TableRebuild(uint32_t slots) {
 
 // ---- Requests ----
 
-std::optional<uint64_t> ObjectTable::AllocateWithEviction(uint64_t size) {
-  if (auto offset = allocator_.Allocate(size)) return offset;
+std::optional<uint64_t> ObjectTable::AllocateWithEviction(uint64_t size, bool pinned) {
+  // Pinned objects stay for good: keep them together at the top of the arena, out of the way
+  // of the large ordinary objects below.
+  auto allocate = [&] {
+    return pinned ? allocator_.AllocateHigh(size) : allocator_.Allocate(size);
+  };
+  if (auto offset = allocate()) return offset;
   SweepPendingDeletes();
   for (;;) {
-    if (auto offset = allocator_.Allocate(size)) return offset;
+    if (auto offset = allocate()) return offset;
     // CLOCK-style second chance over the LRU order: an object read through the fast path since
     // the last pass (its touched byte set by some client) moves to the back once.
     bool evicted = false;
@@ -384,7 +389,7 @@ Result<ObjectPlacement> ObjectTable::Create(ClientId client, const ObjectId& id,
         live_objects_));
   }
   const uint64_t total = MetadataOffset(data_size) + metadata.size();
-  const std::optional<uint64_t> offset = AllocateWithEviction(total);
+  const std::optional<uint64_t> offset = AllocateWithEviction(total, (flags & kEntryPinned) != 0);
   if (!offset) return StoreFullError(id, data_size, total);
 
   const uint32_t handle = AllocateHandle();

@@ -147,7 +147,7 @@ class ObjectTable {
   void FinishFree(uint32_t handle);
   void ReleaseAllocation(uint32_t handle);
   void SetState(uint32_t handle, EntryState state);
-  std::optional<uint64_t> AllocateWithEviction(uint64_t size);
+  std::optional<uint64_t> AllocateWithEviction(uint64_t size, bool pinned);
   Status StoreFullError(const ObjectId& id, uint64_t data_size, uint64_t total) const;
   void Published() { header_->mutation_count.fetch_add(1, std::memory_order_release); }
 

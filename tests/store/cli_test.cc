@@ -108,6 +108,39 @@ TEST_F(StoreCliTest, BadArgumentsAreReported) {
   EXPECT_THAT(run.err, HasSubstr("no store is serving"));
 }
 
+// Issue 7: a preload larger than the store succeeded (exit 0, no warning).
+TEST_F(StoreCliTest, APreloadThatDoesNotFitFailsAndOneThatEvictsWarns) {
+  ASSERT_NE(StartStore("8M"), nullptr);
+  ProcessOutput run = RunZerodet(
+      {"preload", "--socket", socket_, "--name", "photos", kShared + "/images"});  // ~14 MiB
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_THAT(run.err, HasSubstr("zerodet preload: resource exhausted: dataset 'photos' needs"));
+  run = RunZerodet({"preload", "--socket", socket_, "--name", "a", "--as", "letterbox:320",
+                    kShared + "/images"});  // 10.5 MiB... too much as well
+  EXPECT_EQ(run.exit_code, 1);
+  run = RunZerodet({"preload", "--socket", socket_, "--name", "a", "--as", "letterbox:224",
+                    kShared + "/images"});  // 5.2 MiB
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.err, "");
+  run = RunZerodet({"preload", "--socket", socket_, "--name", "b", "--as", "letterbox:192",
+                    kShared + "/images"});  // 3.8 MiB: evicts some of a
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_THAT(run.err, HasSubstr("zerodet preload: warning: dataset 'b' needs"));
+}
+
+// Issue 14: concurrent preloads of one dataset failed at the manifest step (2-7 of 15).
+TEST_F(StoreCliTest, ConcurrentPreloadProcessesOfOneDatasetAllSucceed) {
+  ASSERT_NE(StartStore("64M"), nullptr);
+  std::vector<std::unique_ptr<ChildProcess>> preloads;
+  for (int i = 0; i < 8; ++i) {
+    preloads.push_back(std::make_unique<ChildProcess>(
+        std::vector<std::string>{testing::ZerodetBinary().string(), "preload", "--socket", socket_,
+                                 "--name", "photos", "--jobs", "1", kShared + "/images"},
+        dir_.File("preload-" + std::to_string(i) + ".log")));
+  }
+  for (auto& preload : preloads) EXPECT_EQ(preload->Wait(), 0) << preload->Log();
+}
+
 // Issue 10: once accept() failed with EMFILE the store spun at 100% of a core and wrote about
 // 45 MB of log a second, and clients hung.
 TEST_F(StoreCliTest, OutOfDescriptorsRefusesClientsWithAReasonAndStaysResponsive) {

@@ -170,3 +170,29 @@ TEST(TlsfAllocatorTest, FragmentationUnderStoreWorkload) {
 
 }  // namespace
 }  // namespace zerodet::store
+
+namespace zerodet::store {
+namespace {
+
+TEST(TlsfAllocatorTest, AllocateHighTakesTheTopOfTheHighestFittingBlock) {
+  TlsfAllocator allocator(1 << 20);
+  auto low = allocator.Allocate(4096);
+  ASSERT_TRUE(low.has_value());
+  auto high = allocator.AllocateHigh(100);
+  ASSERT_TRUE(high.has_value());
+  EXPECT_EQ(*high, (1u << 20) - 128);
+  EXPECT_EQ(allocator.BlockSize(*high), 128u);
+  auto next_low = allocator.Allocate(4096);
+  ASSERT_TRUE(next_low.has_value());
+  EXPECT_EQ(*next_low, 4096u);  // ordinary blocks keep coming from below
+  EXPECT_TRUE(allocator.CheckInvariants().ok()) << allocator.CheckInvariants().ToString();
+  ASSERT_TRUE(allocator.Free(*high));
+  ASSERT_TRUE(allocator.Free(*low));
+  ASSERT_TRUE(allocator.Free(*next_low));
+  EXPECT_EQ(allocator.largest_free_block(), 1u << 20);
+  EXPECT_TRUE(allocator.CheckInvariants().ok());
+  EXPECT_FALSE(allocator.AllocateHigh((1 << 20) + 64).has_value());
+}
+
+}  // namespace
+}  // namespace zerodet::store

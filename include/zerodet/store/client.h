@@ -101,6 +101,10 @@ struct ConnectOptions {
   StoreAccess access = StoreAccess::kReadWrite;
 };
 
+// Arena bytes an object of these sizes occupies (data rounded up to the 64-byte alignment,
+// then the metadata, rounded again): what a create needs free, for planning (datasets).
+uint64_t ObjectFootprint(uint64_t data_size, uint64_t metadata_size);
+
 struct CreateOptions {
   // Never evicted; freed only by Delete() (and counted against the room evictions can make).
   bool pinned = false;
