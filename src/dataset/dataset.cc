@@ -79,8 +79,9 @@ Status DecodeSampleInto(const fs::path& path, SampleLayout layout, int letterbox
   ZD_ASSIGN_OR_RETURN(uint8_t * dst, allocate(info->size_bytes()));
   if (layout == SampleLayout::kRgb8) {
     const size_t row = static_cast<size_t>(image.width()) * 3;
-    for (int y = 0; y < image.height(); ++y) {
-      std::memcpy(dst + y * row, image.data() + y * image.stride(), row);
+    const auto stride = static_cast<size_t>(image.stride());
+    for (size_t y = 0; y < static_cast<size_t>(image.height()); ++y) {
+      std::memcpy(dst + y * row, image.data() + y * stride, row);
     }
     return Status::Ok();
   }

@@ -132,11 +132,11 @@ TEST_F(DatasetTest, RgbSamplesEqualTheDecodedFiles) {
     ASSERT_EQ(sample->info().shape,
               (std::vector<int64_t>{decoded->image.height(), decoded->image.width(), 3}));
     EXPECT_EQ(info.source_width, decoded->source_width);
-    const size_t row = decoded->image.width() * 3u;
-    for (int y = 0; y < decoded->image.height(); ++y) {
-      ASSERT_EQ(std::memcmp(sample->bytes().data() + y * row,
-                            decoded->image.data() + y * decoded->image.stride(), row),
-                0)
+    const auto row = static_cast<size_t>(decoded->image.width()) * 3;
+    const auto stride = static_cast<size_t>(decoded->image.stride());
+    for (size_t y = 0; y < static_cast<size_t>(decoded->image.height()); ++y) {
+      ASSERT_EQ(
+          std::memcmp(sample->bytes().data() + y * row, decoded->image.data() + y * stride, row), 0)
           << info.name << " row " << y;
     }
   }

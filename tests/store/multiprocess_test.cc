@@ -43,7 +43,7 @@ int StressWorker(const std::string& socket, int worker, int operations, Pipe* pr
   auto connected = StoreClient::Connect(socket);
   if (!connected.ok()) return 100;
   StoreClient& client = **connected;
-  std::mt19937_64 rng(worker * 7919 + 1);
+  std::mt19937_64 rng(static_cast<uint64_t>(worker) * 7919 + 1);
   std::vector<std::pair<ObjectView, uint64_t>> held;  // views kept across other operations
   uint64_t counter = 0;
   int violations = 0;

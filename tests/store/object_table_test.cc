@@ -197,7 +197,7 @@ TEST_F(ObjectTableTest, HandlesAreReusedLowestFirstAndTheTableGrows) {
 TEST_F(ObjectTableTest, ListPagesThroughLiveObjectsOnly) {
   Init(64 << 20, 1 << 16);
   AddClient(1);
-  for (int i = 0; i < 3000; ++i) Put(1, IdOf(i), 64, i % 100 == 0 ? kEntryPinned : 0);
+  for (int i = 0; i < 3000; ++i) Put(1, IdOf(i), 64, i % 100 == 0 ? uint32_t{kEntryPinned} : 0u);
   std::vector<ObjectId> some;
   for (int i = 0; i < 3000; i += 3) some.push_back(IdOf(i));
   ASSERT_TRUE(table_->Delete(some).ok());
@@ -249,7 +249,7 @@ TEST_F(ObjectTableTest, RandomOperationsKeepEveryInvariant) {
       case 0:
       case 1: {
         const uint64_t size = rng() % (256 << 10);
-        (void)table_->Create(client, id, size, {}, rng() % 20 == 0 ? kEntryPinned : 0);
+        (void)table_->Create(client, id, size, {}, rng() % 20 == 0 ? uint32_t{kEntryPinned} : 0u);
         break;
       }
       case 2:

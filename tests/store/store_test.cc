@@ -40,7 +40,8 @@ class StoreTest : public ::testing::Test {
   }
 
   // Creates and seals an object of `size` bytes filled with the pattern of `seed`.
-  void Put(const ObjectId& id, uint64_t size, uint64_t seed, std::string_view metadata = {}) {
+  void Put(const ObjectId& id, uint64_t size, std::integral auto seed,
+           std::string_view metadata = {}) {
     auto buffer = client_->Create(
         id, size, {reinterpret_cast<const uint8_t*>(metadata.data()), metadata.size()});
     ASSERT_TRUE(buffer.ok()) << buffer.status().ToString();
@@ -163,17 +164,17 @@ TEST_F(StoreTest, EvictsLeastRecentlyUsedUnreferencedObjects) {
 TEST_F(StoreTest, ReferencedObjectsAreNeverEvicted) {
   for (int i = 0; i < 8; ++i) Put(IdOf(i), 1 << 20, i);
   std::vector<ObjectView> held;
-  for (int i = 0; i < 8; ++i) held.push_back(std::move(*client_->Get(IdOf(i))));
+  for (size_t i = 0; i < 8; ++i) held.push_back(std::move(*client_->Get(IdOf(i))));
   auto full = client_->Create(IdOf(100), 1 << 20);
   ASSERT_EQ(full.status().code(), StatusCode::kResourceExhausted);
   EXPECT_THAT(full.status().message(), HasSubstr("store full"));
   EXPECT_THAT(full.status().message(), HasSubstr("8.00 MiB referenced"));
-  for (int i = 0; i < 8; ++i) EXPECT_TRUE(CheckPattern(held[i].data(), i));
+  for (size_t i = 0; i < 8; ++i) EXPECT_TRUE(CheckPattern(held[i].data(), i));
   // Releasing one view makes exactly that object evictable.
   held[3].Release();
   Put(IdOf(100), 1 << 20, 100);
   EXPECT_FALSE(client_->Contains(IdOf(3)));
-  for (int i : {0, 1, 2, 4, 5, 6, 7}) EXPECT_TRUE(CheckPattern(held[i].data(), i));
+  for (size_t i : {0u, 1u, 2u, 4u, 5u, 6u, 7u}) EXPECT_TRUE(CheckPattern(held[i].data(), i));
 }
 
 TEST_F(StoreTest, RecentlyReadObjectsGetASecondChance) {
@@ -233,7 +234,7 @@ TEST_F(StoreTest, OnlyTheCreatorSealsOrAborts) {
 }
 
 TEST_F(StoreTest, ListAndStatsAccountForEverything) {
-  for (int i = 0; i < 5; ++i) Put(IdOf(i), 1000 * (i + 1), i);
+  for (uint64_t i = 0; i < 5; ++i) Put(IdOf(i), 1000 * (i + 1), i);
   auto unsealed = client_->Create(IdOf(99), 10);
   auto listed = client_->List();
   ASSERT_TRUE(listed.ok());
@@ -505,7 +506,7 @@ TEST_F(StoreTest, ConcurrentReadersAndWriterThreads) {
   for (int t = 0; t < 3; ++t) {
     readers.emplace_back([&, t] {
       auto client = testing::MustConnect(socket_);
-      uint32_t x = t + 1;
+      uint32_t x = static_cast<uint32_t>(t) + 1;
       while (!stop.load()) {
         x = x * 1664525 + 1013904223;
         const int i = static_cast<int>(x % kObjects);
@@ -524,7 +525,7 @@ TEST_F(StoreTest, ConcurrentReadersAndWriterThreads) {
     const int i = round % kObjects;
     (void)writer->Delete(IdOf(i));
     ++seed;
-    auto buffer = writer->Create(IdOf(i), 200000 + 1000 * (round % 7),
+    auto buffer = writer->Create(IdOf(i), 200000 + 1000 * static_cast<uint64_t>(round % 7),
                                  {reinterpret_cast<const uint8_t*>(&seed), sizeof(seed)});
     if (!buffer.ok()) continue;  // the object was still pending deletion
     FillPattern(buffer->data(), seed);

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <concepts>
 #include <cstring>
 #include <memory>
 #include <span>
@@ -40,13 +41,13 @@ inline std::unique_ptr<store::StoreClient> MustConnect(const std::string& socket
   return client.ok() ? std::move(*client) : nullptr;
 }
 
-inline store::ObjectId IdOf(int i) {
+inline store::ObjectId IdOf(std::integral auto i) {
   return store::ObjectId::FromName("object-" + std::to_string(i));
 }
 
 // Fills `data` with bytes derived from `seed`, so readers can verify them.
-inline void FillPattern(std::span<uint8_t> data, uint64_t seed) {
-  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+inline void FillPattern(std::span<uint8_t> data, std::integral auto seed) {
+  uint64_t x = static_cast<uint64_t>(seed) * uint64_t{0x9E3779B97F4A7C15} + 1;
   for (auto& byte : data) {
     x ^= x << 13;
     x ^= x >> 7;
@@ -55,8 +56,8 @@ inline void FillPattern(std::span<uint8_t> data, uint64_t seed) {
   }
 }
 
-inline bool CheckPattern(std::span<const uint8_t> data, uint64_t seed) {
-  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+inline bool CheckPattern(std::span<const uint8_t> data, std::integral auto seed) {
+  uint64_t x = static_cast<uint64_t>(seed) * uint64_t{0x9E3779B97F4A7C15} + 1;
   for (auto byte : data) {
     x ^= x << 13;
     x ^= x >> 7;
