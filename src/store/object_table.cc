@@ -242,6 +242,7 @@ void ObjectTable::TableInsert(uint32_t handle) {
     slots = static_cast<uint32_t>(std::clamp<uint64_t>(
         wanted, std::min(kMinTableSlots, header_->table_capacity), header_->table_capacity));
     TableRebuild(slots);
+    return;  // the rebuild inserted every live object, this one included
   }
   uint64_t words[3];
   IdToWords(objects_[handle].id, words);
@@ -604,6 +605,25 @@ Status ObjectTable::CheckInvariants() const {
   if (allocator_.allocated_blocks() != live_objects_) {
     return InternalError(fmt::format("{} allocated blocks for {} objects",
                                      allocator_.allocated_blocks(), live_objects_));
+  }
+  // The hash table: each live object exactly once, nothing else.
+  const uint32_t slots = header_->table_slots.load(std::memory_order_relaxed);
+  const std::atomic<uint32_t>* table =
+      TableArea(header_, header_->table_which.load(std::memory_order_relaxed));
+  uint64_t listed = 0, used = 0;
+  for (uint32_t i = 0; i < slots; ++i) {
+    const uint32_t value = table[i].load(std::memory_order_relaxed);
+    if (value == kTableEmpty) continue;
+    ++used;
+    if (value == kTableTombstone) continue;
+    if (value - 1 >= objects_.size() || objects_[value - 1].state == EntryState::kFree) {
+      return InternalError(fmt::format("table slot {} names a free handle {}", i, value - 1));
+    }
+    ++listed;
+  }
+  if (listed != live_objects_ || used != table_used_) {
+    return InternalError(fmt::format("table lists {} objects in {} used slots; {} live, {} used",
+                                     listed, used, live_objects_, table_used_));
   }
   uint64_t lru_walk = 0;
   for (uint32_t handle = lru_head_; handle != kNoHandle; handle = objects_[handle].lru_next) {
