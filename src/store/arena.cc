@@ -18,10 +18,6 @@
 #include "human_bytes.h"
 #include "zerodet/core/file.h"
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
-
 namespace zerodet::store::internal {
 namespace {
 
