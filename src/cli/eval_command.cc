@@ -118,7 +118,7 @@ Status RunEval(const EvalArgs& args) {
   progress.Update(0);
   size_t done = 0;
   if (args.store.enabled()) {
-    ZD_ASSIGN_OR_RETURN(std::unique_ptr<store::DatasetReader> dataset, args.store.Open(*detector));
+    ZD_ASSIGN_OR_RETURN(std::unique_ptr<dataset::DatasetReader> dataset, args.store.Open(*detector));
     for (const auto& image : gt.images) {
       // Samples are found by the annotation's file_name, as the preloader named them.
       const size_t index = dataset->Find(image.file_name);

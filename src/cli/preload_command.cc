@@ -1,14 +1,15 @@
 // `zerodet preload`: decodes a dataset once into a running store (see
-// include/zerodet/store/dataset.h), so workers read samples with DatasetReader.
+// include/zerodet/dataset/dataset.h), so workers read samples with DatasetReader.
 #include <unistd.h>
 
 #include <cstdio>
+#include <memory>
 #include <string>
 
 #include "command_registry.h"
 #include "zerodet/core/stopwatch.h"
+#include "zerodet/dataset/dataset.h"
 #include "zerodet/store/client.h"
-#include "zerodet/store/dataset.h"
 
 namespace zerodet::cli {
 namespace {
@@ -18,6 +19,7 @@ struct PreloadArgs {
   std::string name;
   std::string as = "rgb";
   int jobs = 0;
+  bool replace = false;
   std::string source;
 };
 
@@ -30,35 +32,31 @@ void PrintProgress(size_t done, size_t total) {
   std::fflush(stderr);
 }
 
-int RunPreload(const PreloadArgs& args) {
-  store::PreloadOptions options;
+Status RunPreload(const PreloadArgs& args) {
+  dataset::PreloadOptions options;
   options.dataset = args.name;
   options.jobs = args.jobs;
-  if (Status s = store::ParseSampleLayout(args.as, &options.layout, &options.letterbox_size,
-                                          &options.letterbox_style);
-      !s.ok()) {
-    std::fprintf(stderr, "error: --as: %s\n", s.message().c_str());
-    return 2;
-  }
+  options.replace = args.replace;
+  ZD_RETURN_IF_ERROR(dataset::ParseSampleLayout(args.as, &options.layout, &options.letterbox_size,
+                                                &options.letterbox_style)
+                         .WithContext("--as"));
   if (::isatty(STDERR_FILENO)) options.progress = PrintProgress;
-  auto client = store::StoreClient::Connect(args.socket);
-  if (!client.ok()) {
-    std::fprintf(stderr, "error: %s\n", client.status().ToString().c_str());
-    return 1;
-  }
+  options.warning = [](const std::string& warning) {
+    std::fprintf(stderr, "zerodet preload: warning: %s\n", warning.c_str());
+  };
+  ZD_ASSIGN_OR_RETURN(std::unique_ptr<store::StoreClient> client,
+                      store::StoreClient::Connect(args.socket));
   Stopwatch watch;
-  auto report = store::PreloadDataset(**client, args.source, options);
-  if (!report.ok()) {
-    std::fprintf(stderr, "error: %s\n", report.status().ToString().c_str());
-    return 1;
-  }
+  ZD_ASSIGN_OR_RETURN(dataset::PreloadReport report,
+                      dataset::PreloadDataset(*client, args.source, options));
   std::printf(
-      "dataset '%s': %zu samples (%zu decoded, %zu already stored), %.1f MiB as %s, in %.2f s; "
-      "manifest %s\n",
-      args.name.c_str(), report->samples, report->decoded, report->already_stored,
-      report->bytes / 1048576.0, args.as.c_str(), watch.ElapsedMs() / 1000.0,
-      report->manifest_id.ToHex().c_str());
-  return 0;
+      "dataset '%s': %zu samples (%zu decoded, %zu already stored%s), %.1f MiB as %s, in %.2f "
+      "s; manifest %s\n",
+      args.name.c_str(), report.samples, report.decoded, report.already_stored,
+      report.manifest_existed ? ", manifest already there" : "",
+      static_cast<double>(report.bytes) / 1048576.0, args.as.c_str(), watch.ElapsedMs() / 1000.0,
+      report.manifest_id.ToHex().c_str());
+  return Status::Ok();
 }
 
 const CommandRegistrar kRegistrar("preload", [](CLI::App& app) {
@@ -72,8 +70,10 @@ const CommandRegistrar kRegistrar("preload", [](CLI::App& app) {
                   "letterbox-yolox:SIZE");
   cmd->add_option("--jobs", args->jobs, "Decoding threads (0: one per CPU)")
       ->check(CLI::Range(0, 1024));
+  cmd->add_flag("--replace", args->replace,
+                "Replace a different dataset already stored under --name (default: refuse)");
   cmd->add_option("source", args->source, "Image directory or COCO annotation .json")->required();
-  SetRun(cmd, [args] { return ExitCodeStatus(RunPreload(*args)); });
+  SetRun(cmd, [args] { return RunPreload(*args); });
 });
 
 }  // namespace

@@ -5,7 +5,8 @@
 
 #include <atomic>
 #include <cctype>
-#include <cstdio>
+#include <chrono>
+#include <memory>
 #include <string>
 
 #include "command_registry.h"
@@ -20,14 +21,19 @@ void OnSignal(int) {
   if (store::StoreServer* server = g_server.load()) server->Shutdown();
 }
 
-// "1073741824", "512M", "4G", "1.5GiB" -> bytes. Returns false for anything else.
-bool ParseBytes(const std::string& text, uint64_t* bytes) {
+// "1073741824", "512M", "4G", "1.5GiB" -> bytes. Errors: kInvalidArgument.
+Result<uint64_t> ParseBytes(const std::string& text) {
+  auto bad = [&] {
+    return InvalidArgumentError("--capacity '" + text +
+                                "' not understood: give bytes, optionally with K, M or G "
+                                "(e.g. 4G)");
+  };
   size_t used = 0;
   double value = 0;
   try {
     value = std::stod(text, &used);
   } catch (...) {
-    return false;
+    return bad();
   }
   std::string unit = text.substr(used);
   for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
@@ -41,54 +47,48 @@ bool ParseBytes(const std::string& text, uint64_t* bytes) {
   } else if (unit == "G" || unit == "GB" || unit == "GIB") {
     multiple = 1024.0 * 1024 * 1024;
   } else {
-    return false;
+    return bad();
   }
-  if (!(value > 0) || value * multiple > 1e15) return false;
-  *bytes = static_cast<uint64_t>(value * multiple);
-  return true;
+  // The arena checks the size against the machine; this only keeps the double in range.
+  if (!(value > 0) || value * multiple > 1e18) return bad();
+  return static_cast<uint64_t>(value * multiple);
 }
 
 struct StoreArgs {
   std::string socket;
   std::string capacity;
   bool hugepages = false;
+  bool populate = false;
   std::string group;
+  std::string writer_group;
   uint32_t max_objects = 65536;
   uint32_t max_clients = 256;
+  double hello_timeout_s = 5;
 };
 
-int RunStore(const StoreArgs& args) {
+Status RunStore(const StoreArgs& args) {
   store::StoreOptions options;
   options.socket_path = args.socket;
-  if (!ParseBytes(args.capacity, &options.capacity)) {
-    std::fprintf(stderr,
-                 "error: --capacity '%s' not understood: give bytes, optionally with K, M or G "
-                 "(e.g. 4G)\n",
-                 args.capacity.c_str());
-    return 2;
-  }
+  ZD_ASSIGN_OR_RETURN(options.capacity, ParseBytes(args.capacity));
   options.hugepages = args.hugepages;
+  options.populate = args.populate;
   options.group = args.group;
+  options.writer_group = args.writer_group;
   options.max_objects = args.max_objects;
   options.max_clients = args.max_clients;
-  auto server = store::StoreServer::Create(options);
-  if (!server.ok()) {
-    std::fprintf(stderr, "error: %s\n", server.status().ToString().c_str());
-    return 1;
-  }
-  g_server.store(server->get());
+  options.hello_timeout =
+      std::chrono::milliseconds(static_cast<int64_t>(args.hello_timeout_s * 1000));
+  ZD_ASSIGN_OR_RETURN(std::unique_ptr<store::StoreServer> server,
+                      store::StoreServer::Create(options));
+  g_server.store(server.get());
   struct sigaction action {};
   action.sa_handler = OnSignal;
   sigemptyset(&action.sa_mask);
   ::sigaction(SIGINT, &action, nullptr);
   ::sigaction(SIGTERM, &action, nullptr);
-  Status status = (*server)->Run();
+  Status status = server->Run();
   g_server.store(nullptr);
-  if (!status.ok()) {
-    std::fprintf(stderr, "error: %s\n", status.ToString().c_str());
-    return 1;
-  }
-  return 0;
+  return status;
 }
 
 const CommandRegistrar kRegistrar("store", [](CLI::App& app) {
@@ -96,17 +96,31 @@ const CommandRegistrar kRegistrar("store", [](CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "store", "Run a shared-memory object store serving clients on a Unix-domain socket");
   cmd->add_option("--socket", args->socket, "Unix-domain socket path to serve")->required();
-  cmd->add_option("--capacity", args->capacity, "Arena size in bytes (K, M, G suffixes)")
+  cmd->add_option("--capacity", args->capacity,
+                  "Arena size in bytes (K, M, G suffixes); at most what the machine (memory + "
+                  "swap, or its memory cgroup) can back")
       ->required();
   cmd->add_flag("--hugepages", args->hugepages,
                 "Back the arena with 2 MiB huge pages (reserve them: sysctl vm.nr_hugepages)");
+  cmd->add_flag("--populate", args->populate,
+                "Fault the whole arena in at start: commits its memory now (and gives huge pages "
+                "where transparent huge pages are enabled for shared memory)");
   cmd->add_option("--group", args->group,
-                  "Also serve members of this group (socket mode 0660 instead of 0600)");
-  cmd->add_option("--max-objects", args->max_objects, "Objects alive at once")
+                  "Also serve members of this group, primary or supplementary (socket mode 0660 "
+                  "instead of 0600)");
+  cmd->add_option("--writer-group", args->writer_group,
+                  "Give read-write access only to the store's user, root and members of this "
+                  "group (others may connect read-only)");
+  cmd->add_option("--max-objects", args->max_objects,
+                  "Objects alive at once (memory follows the objects in use)")
       ->check(CLI::Range(1u, 1u << 26));
-  cmd->add_option("--max-clients", args->max_clients, "Connected clients at once")
+  cmd->add_option("--max-clients", args->max_clients,
+                  "Open connections at once, counting those that have not said hello yet")
       ->check(CLI::Range(1u, 4096u));
-  SetRun(cmd, [args] { return ExitCodeStatus(RunStore(*args)); });
+  cmd->add_option("--hello-timeout", args->hello_timeout_s,
+                  "Seconds a new connection has to say hello before it is dropped")
+      ->check(CLI::Range(0.01, 3600.0));
+  SetRun(cmd, [args] { return RunStore(*args); });
 });
 
 }  // namespace

@@ -12,9 +12,9 @@
 #include "command_registry.h"
 #include "detect_common.h"
 #include "zerodet/core/stopwatch.h"
+#include "zerodet/dataset/dataset.h"
 #include "zerodet/infer/detector.h"
 #include "zerodet/store/client.h"
-#include "zerodet/store/dataset.h"
 
 namespace zerodet::cli {
 
@@ -33,12 +33,14 @@ struct StoreInputFlags {
   bool enabled() const { return !socket.empty(); }
 
   // Connects, opens the dataset and checks that its samples are the detector's input.
-  Result<std::unique_ptr<store::DatasetReader>> Open(const Detector& detector) const {
+  Result<std::unique_ptr<dataset::DatasetReader>> Open(const Detector& detector) const {
     if (dataset.empty()) return InvalidArgumentError("--store needs --dataset NAME");
-    ZD_ASSIGN_OR_RETURN(std::unique_ptr<store::StoreClient> client,
-                        store::StoreClient::Connect(socket));
-    ZD_ASSIGN_OR_RETURN(std::unique_ptr<store::DatasetReader> reader,
-                        store::DatasetReader::Open(std::move(client), dataset));
+    // Readers connect read-only: they cannot change anyone's objects.
+    ZD_ASSIGN_OR_RETURN(
+        std::unique_ptr<store::StoreClient> client,
+        store::StoreClient::Connect(socket, {.access = store::StoreAccess::kReadOnly}));
+    ZD_ASSIGN_OR_RETURN(std::unique_ptr<dataset::DatasetReader> reader,
+                        dataset::DatasetReader::Open(std::move(client), dataset));
     const ModelSpec& spec = detector.spec();
     ZD_RETURN_IF_ERROR(
         reader->CheckModelInput(spec.input_width, spec.input_height, spec.letterbox));
@@ -48,13 +50,13 @@ struct StoreInputFlags {
 
 // Detects on sample `i`; boxes in the source image's pixels. timing.decode_ms is the get.
 inline Result<DetectionResult> DetectStoredSample(Detector& detector,
-                                                  const store::DatasetReader& reader, size_t i) {
+                                                  const dataset::DatasetReader& reader, size_t i) {
   Stopwatch watch;
-  ZD_ASSIGN_OR_RETURN(store::Sample sample, reader.Get(i));
+  ZD_ASSIGN_OR_RETURN(dataset::Sample sample, reader.Get(i));
   const double get_ms = watch.ElapsedMs();
-  const store::SampleInfo& info = sample.info();
-  auto result = detector.DetectPreprocessed(sample.tensor().f32(), info.geometry, info.source_width,
-                                            info.source_height);
+  const dataset::SampleInfo& info = sample.info();
+  auto result = detector.DetectPreprocessed(sample.floats().data(), info.geometry,
+                                            info.source_width, info.source_height);
   if (result.ok()) result->timing.decode_ms = get_ms;
   return result;
 }
@@ -64,10 +66,10 @@ inline Result<DetectionResult> DetectStoredSample(Detector& detector,
 // on; the status then says how many failed.
 inline Status DetectDataset(Detector& detector, const StoreInputFlags& flags,
                             std::string_view command) {
-  ZD_ASSIGN_OR_RETURN(std::unique_ptr<store::DatasetReader> reader, flags.Open(detector));
+  ZD_ASSIGN_OR_RETURN(std::unique_ptr<dataset::DatasetReader> reader, flags.Open(detector));
   const std::vector<std::string>& names = detector.spec().class_names;
   for (size_t i = 0; i < reader->size(); ++i) {
-    const store::SampleInfo& info = reader->info(i);
+    const dataset::SampleInfo& info = reader->info(i);
     auto result = DetectStoredSample(detector, *reader, i);
     if (!result.ok()) {
       ReportError(command, result.status().WithContext(info.name));

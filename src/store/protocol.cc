@@ -112,13 +112,24 @@ Result<Request> ParseRequest(std::span<const uint8_t> message) {
   switch (request.type) {
     case MessageType::kHello:
       r.Get(&request.protocol_version);
+      // Older clients send only their version; the store answers them with a version error.
+      if (r.remaining() > 0) r.Get(&request.access);
+      if (r.ok() && request.protocol_version == kProtocolVersion &&
+          request.access != static_cast<uint32_t>(StoreAccess::kReadOnly) &&
+          request.access != static_cast<uint32_t>(StoreAccess::kReadWrite)) {
+        return Corrupt(fmt::format("unknown access {} in hello", request.access));
+      }
       break;
     case MessageType::kCreate: {
       uint32_t metadata_size = 0;
       r.GetId(&request.id);
       r.Get(&request.data_size);
+      r.Get(&request.flags);
       r.Get(&metadata_size);
       if (!r.ok()) break;
+      if ((request.flags & ~kKnownCreateFlags) != 0) {
+        return Corrupt(fmt::format("unknown create flags {:#x}", request.flags));
+      }
       if (metadata_size > kMaxMetadataSize) {
         return Corrupt(fmt::format("metadata of {} bytes exceeds the {}-byte limit", metadata_size,
                                    kMaxMetadataSize));
@@ -173,10 +184,14 @@ std::vector<uint8_t> SerializeRequest(const Request& request) {
   switch (request.type) {
     case MessageType::kHello:
       w.Put(request.protocol_version);
+      if (request.access != 0 || request.protocol_version == kProtocolVersion) {
+        w.Put(request.access);
+      }
       break;
     case MessageType::kCreate:
       w.PutId(request.id);
       w.Put(request.data_size);
+      w.Put(request.flags);
       w.Put(static_cast<uint32_t>(request.metadata.size()));
       w.PutBytes(request.metadata.data(), request.metadata.size());
       break;
@@ -252,8 +267,10 @@ std::vector<uint8_t> EncodePod(const T& value) {
 
 std::vector<uint8_t> EncodeHelloReply(const HelloReply& reply) {
   Writer w;
-  w.Put(reply.slot_count);
+  w.Put(reply.entry_capacity);
+  w.Put(reply.access);
   w.Put(reply.arena_size);
+  w.Put(reply.arena_page_size);
   w.Put(reply.client_region_size);
   return w.Finish();
 }
@@ -261,8 +278,8 @@ std::vector<uint8_t> EncodeHelloReply(const HelloReply& reply) {
 Result<HelloReply> DecodeHelloReply(std::span<const uint8_t> body) {
   Reader r(body);
   HelloReply reply;
-  if (!r.Get(&reply.slot_count) || !r.Get(&reply.arena_size) || !r.Get(&reply.client_region_size) ||
-      r.remaining() != 0) {
+  if (!r.Get(&reply.entry_capacity) || !r.Get(&reply.access) || !r.Get(&reply.arena_size) ||
+      !r.Get(&reply.arena_page_size) || !r.Get(&reply.client_region_size) || r.remaining() != 0) {
     return Corrupt("malformed hello reply");
   }
   return reply;
@@ -286,7 +303,7 @@ Result<CreateReply> DecodeCreateReply(std::span<const uint8_t> body) {
 
 std::vector<uint8_t> EncodeGetReply(const GetReply& reply) {
   Writer w;
-  w.Put(reply.slot);
+  w.Put(reply.handle);
   w.Put(reply.offset);
   w.Put(reply.data_size);
   w.Put(reply.metadata_size);
@@ -296,7 +313,7 @@ std::vector<uint8_t> EncodeGetReply(const GetReply& reply) {
 Result<GetReply> DecodeGetReply(std::span<const uint8_t> body) {
   Reader r(body);
   GetReply reply;
-  if (!r.Get(&reply.slot) || !r.Get(&reply.offset) || !r.Get(&reply.data_size) ||
+  if (!r.Get(&reply.handle) || !r.Get(&reply.offset) || !r.Get(&reply.data_size) ||
       !r.Get(&reply.metadata_size) || r.remaining() != 0) {
     return Corrupt("malformed get reply");
   }
@@ -313,6 +330,7 @@ std::vector<uint8_t> EncodeListReply(const ListReply& reply) {
     w.Put(info.metadata_size);
     w.Put(static_cast<uint8_t>(info.sealed));
     w.Put(static_cast<uint8_t>(info.pending_delete));
+    w.Put(static_cast<uint8_t>(info.pinned));
   }
   return w.Finish();
 }
@@ -326,14 +344,16 @@ Result<ListReply> DecodeListReply(std::span<const uint8_t> body) {
   }
   reply.objects.resize(count);
   for (auto& info : reply.objects) {
-    uint8_t sealed = 0, pending = 0;
+    uint8_t sealed = 0, pending = 0, pinned = 0;
     r.GetId(&info.id);
     r.Get(&info.data_size);
     r.Get(&info.metadata_size);
     r.Get(&sealed);
     r.Get(&pending);
+    r.Get(&pinned);
     info.sealed = sealed != 0;
     info.pending_delete = pending != 0;
+    info.pinned = pinned != 0;
   }
   if (!r.ok() || r.remaining() != 0) return Corrupt("malformed list reply");
   return reply;

@@ -3,96 +3,103 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <grp.h>
-#include <pwd.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
-#include <bit>
 #include <cerrno>
-#include <chrono>
 #include <cstring>
-#include <list>
+#include <deque>
 #include <optional>
 #include <unordered_map>
 #include <vector>
 
+#include "arena.h"
+#include "human_bytes.h"
+#include "object_table.h"
 #include "protocol.h"
 #include "shm_layout.h"
 #include "shm_util.h"
-#include "zerodet/store/tlsf_allocator.h"
+#include "zerodet/core/clock.h"
+#include "zerodet/core/log_rate_limiter.h"
 
 namespace zerodet::store {
 
+using internal::ClientId;
 using internal::ClientRegionHeader;
-using internal::EntryState;
-using internal::IndexEntry;
-using internal::IndexHeader;
+using internal::HumanBytes;
 using internal::Mapping;
 using internal::MessageType;
 using internal::Request;
-using internal::UniqueFd;
-using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr uint64_t kHugePageSize = 2 * 1024 * 1024;
-constexpr uint64_t kPageSize = 4096;
 // How often deferred deletions (objects deleted while referenced) are retried. References are
 // dropped without a message, so the store polls for them.
 constexpr int kSweepIntervalMs = 20;
+// The longest the loop sleeps without a reason to wake.
+constexpr int kIdleWakeMs = 1000;
+// How long the store stops accepting when the system (not just this process) is out of
+// descriptors and the reserve descriptor could not help.
+constexpr auto kAcceptPause = std::chrono::milliseconds(100);
+// Descriptors the store needs besides one per connection (listen, epoll, eventfd, regions,
+// the reserve, logging).
+constexpr uint64_t kSpareDescriptors = 32;
+// epoll tokens of the two descriptors that are not connections (connections use their id,
+// never reused, so an event can never reach a later connection that got the same fd).
+constexpr uint64_t kListenToken = ~uint64_t{0};
+constexpr uint64_t kWakeToken = ~uint64_t{0} - 1;
 
-uint64_t RoundUp(uint64_t value, uint64_t multiple) {
-  return (value + multiple - 1) / multiple * multiple;
-}
+// A peer's identity as the kernel recorded it at connect time.
+struct Peer {
+  pid_t pid = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;  // supplementary groups
 
-std::string Bytes(uint64_t bytes) {
-  if (bytes >= (uint64_t{1} << 30)) return fmt::format("{:.2f} GiB", bytes / 1073741824.0);
-  if (bytes >= (uint64_t{1} << 20)) return fmt::format("{:.2f} MiB", bytes / 1048576.0);
-  if (bytes >= 1024) return fmt::format("{:.1f} KiB", bytes / 1024.0);
-  return fmt::format("{} B", bytes);
-}
-
-Status SealFd(int fd, bool future_write, const char* what) {
-  int seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
-  if (future_write) seals |= F_SEAL_FUTURE_WRITE;
-  if (::fcntl(fd, F_ADD_SEALS, seals) != 0) {
-    return ErrnoError(fmt::format("cannot seal the {} memfd", what), errno);
+  bool InGroup(gid_t group) const {
+    return gid == group || std::find(groups.begin(), groups.end(), group) != groups.end();
   }
-  return Status::Ok();
-}
+};
 
-Result<UniqueFd> NewMemfd(const char* name, uint64_t size, bool hugepages) {
-  unsigned flags = MFD_CLOEXEC | MFD_ALLOW_SEALING;
-  if (hugepages) flags |= MFD_HUGETLB;
-  UniqueFd fd(::memfd_create(name, flags));
-  if (fd.get() < 0) {
-    const int err = errno;
-    if (hugepages) {
-      return ResourceExhaustedError(
-          fmt::format("cannot create a huge-page arena ({}): {}; is hugetlbfs available?",
-                      Bytes(size), std::strerror(err)));
+Result<Peer> ReadPeer(int fd) {
+  ucred cred{};
+  socklen_t length = sizeof(cred);
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &length) != 0) {
+    return ErrnoError("SO_PEERCRED", errno);
+  }
+  Peer peer{cred.pid, cred.uid, cred.gid, {}};
+  // SO_PEERGROUPS (Linux 4.13): the groups the peer had when it connected, so supplementary
+  // memberships granted by systemd's SupplementaryGroups= or a container's --group-add count.
+  std::vector<gid_t> groups(64);
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    socklen_t bytes = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &bytes) == 0) {
+      groups.resize(bytes / sizeof(gid_t));
+      peer.groups = std::move(groups);
+      return peer;
     }
-    return ErrnoError(fmt::format("memfd_create({})", name), err);
+    if (errno != ERANGE) break;
+    groups.resize(bytes / sizeof(gid_t) + 1);
   }
-  if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) {
-    const int err = errno;
-    if (hugepages) {
-      return ResourceExhaustedError(fmt::format(
-          "cannot size the huge-page arena to {} ({} pages of 2 MiB): {}; reserve pages with "
-          "`sysctl vm.nr_hugepages=N`",
-          Bytes(size), size / kHugePageSize, std::strerror(err)));
-    }
-    return ErrnoError(fmt::format("cannot size {} to {}", name, Bytes(size)), err);
+  return peer;  // primary group only (old kernel)
+}
+
+Result<gid_t> LookUpGroup(const std::string& name, const char* flag) {
+  std::vector<char> buffer(16384);
+  group entry{};
+  group* found = nullptr;
+  if (::getgrnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found) != 0 ||
+      found == nullptr) {
+    return InvalidArgumentError(fmt::format("store: unknown {} '{}'", flag, name));
   }
-  return fd;
+  return found->gr_gid;
 }
 
 }  // namespace
@@ -111,166 +118,155 @@ class StoreServer::Impl {
   const StoreOptions& options() const { return options_; }
 
  private:
-  struct Client {
+  struct Connection {
+    ClientId id = 0;  // never reused, unlike the fd
     UniqueFd fd;
-    pid_t pid = 0;
-    uid_t uid = 0;
+    Peer peer;
+    bool may_write = false;
     bool hello_done = false;
-    Mapping region;
-    std::atomic<uint32_t>* refs = nullptr;
-    std::atomic<uint8_t>* touched = nullptr;
-    ClientRegionHeader* header = nullptr;
-  };
-  struct SlotInfo {
-    uint64_t alloc_offset = 0;
-    int owner_fd = -1;  // the creating connection while unsealed
-    bool in_lru = false;
-    std::list<uint32_t>::iterator lru_it;
+    StoreAccess access = StoreAccess::kReadOnly;
+    Mapping region;  // its reference region, as the store maps it
+    Deadline hello_deadline = Deadline::Never();
   };
   struct Waiter {
-    int client_fd;
+    ClientId connection;
     ObjectId id;
-    Clock::time_point deadline;
-    bool forever;
+    Deadline deadline;
     int64_t timeout_ms;
   };
 
   Status InitSocket();
+  void RaiseDescriptorLimit();
+  bool Authorized(const Peer& peer) const;
+  bool MayWrite(const Peer& peer) const;
   void Accept();
-  void HandleReadable(int fd);
-  void DropClient(int fd, const char* why);
-  bool Reply(Client& client, MessageType type, const Status& status,
+  // Refuses one pending connection with a reason using the reserve descriptor; false when
+  // nothing was pending (or listening had to pause).
+  bool AcceptWithoutDescriptors();
+  void Refuse(UniqueFd fd, const Status& why);
+  void PauseListening();
+  void ResumeListeningIfDue();
+  int NextTimeoutMs() const;
+  void ExpireHellos();
+  void ExpireWaiters();
+
+  Connection* Find(ClientId id);
+  void HandleReadable(ClientId id);
+  void DropConnection(ClientId id, const std::string& why);
+  bool Reply(Connection& connection, MessageType type, const Status& status,
              std::span<const uint8_t> body = {});
-  void HandleRequest(Client& client, const Request& request);
-  void HandleHello(Client& client, const Request& request);
-  Status HandleCreate(Client& client, const Request& request, internal::CreateReply* reply);
-  Status HandleSeal(Client& client, const Request& request);
-  Status HandleAbort(Client& client, const Request& request);
-  Status HandleDelete(const Request& request);
-  // Returns true when a reply was sent (false: the request now waits).
-  bool HandleGet(Client& client, const Request& request);
-  internal::ListReply HandleList(uint32_t cursor);
+  void HandleRequest(Connection& connection, const Request& request);
+  void HandleHello(Connection& connection, const Request& request);
+  void HandleGet(Connection& connection, const Request& request);
+  void WakeWaiters(const ObjectId& id);
   StoreStats CollectStats() const;
 
-  IndexEntry& Entry(uint32_t slot) { return internal::Entries(index_)[slot]; }
-  uint64_t FindSlot(const ObjectId& id);
-  EntryState StateOf(uint32_t slot) {
-    return static_cast<EntryState>(Entry(slot).state.load(std::memory_order_relaxed));
-  }
-  // Seqlock writer: an odd sequence announces a change (seq_cst: the Dekker half that pairs
-  // with the client's seq_cst reference increment, see shm_layout.h).
-  void BeginEntryWrite(IndexEntry& e);
-  void EndEntryWrite(IndexEntry& e);
-  bool Referenced(uint32_t slot) const;
-  // Frees the object in `slot` unless a client references it; then it gets `state_if_referenced`.
-  bool RemoveOrMark(uint32_t slot, EntryState state_if_referenced);
-  void FreeSlotNow(uint32_t slot);
-  std::optional<uint64_t> AllocateWithEviction(uint64_t size);
-  void SweepPendingDeletes();
-  void ExpireWaiters();
-  void WakeWaiters(const ObjectId& id, uint32_t slot);
-  void TakeReference(Client& client, uint32_t slot, internal::GetReply* reply);
-  void Published() { index_->mutation_count.fetch_add(1, std::memory_order_release); }
-  void LruTouch(uint32_t slot);
-  void LruRemove(uint32_t slot);
-  bool Authorized(const ucred& cred) const;
-
   StoreOptions options_;
-  UniqueFd arena_fd_, index_fd_, listen_fd_, epoll_fd_, event_fd_;
-  Mapping arena_, index_map_;
-  IndexHeader* index_ = nullptr;
-  uint32_t slot_count_ = 0;
-  std::unique_ptr<TlsfAllocator> allocator_;
-  bool has_group_ = false;
-  gid_t group_gid_ = 0;
+  std::optional<internal::Arena> arena_;
+  internal::SealedRegion index_;
+  std::unique_ptr<internal::ObjectTable> table_;
+  UniqueFd listen_fd_, epoll_fd_, event_fd_;
+  // Kept open so that, when the process has no descriptors left, closing it makes room to
+  // accept a connection and tell it why it is refused.
+  UniqueFd reserve_fd_;
+  std::optional<gid_t> group_gid_, writer_gid_;
   bool socket_bound_ = false;
+  dev_t socket_dev_ = 0;
+  ino_t socket_ino_ = 0;
+  bool listening_ = true;
+  Deadline listen_resume_ = Deadline::Never();
 
-  std::unordered_map<int, std::unique_ptr<Client>> clients_;
-  std::vector<SlotInfo> slots_;
-  std::list<uint32_t> lru_;  // sealed objects, least recently used first
-  std::vector<uint32_t> pending_deletes_;
+  std::unordered_map<ClientId, std::unique_ptr<Connection>> connections_;
+  std::deque<ClientId> awaiting_hello_;  // accept order = deadline order
+  ClientId next_connection_id_ = 1;
+  uint64_t clients_ = 0;  // connections that completed the hello
+  uint64_t refused_ = 0, hello_timeouts_ = 0;
   std::vector<Waiter> waiters_;
-  uint64_t live_objects_ = 0, sealed_objects_ = 0;
-  uint64_t evictions_ = 0, creates_ = 0, socket_gets_ = 0;
   std::vector<uint8_t> receive_buffer_;
+  LogRateLimiter accept_log_, refusal_log_, protocol_log_;
 };
 
 StoreServer::Impl::~Impl() {
-  if (index_ != nullptr) {
-    index_->store_open.store(0, std::memory_order_release);
-    Published();
+  if (table_ != nullptr) table_->MarkClosed();
+  connections_.clear();
+  if (!socket_bound_) return;
+  // Remove the socket only if it is still ours: another store may have been started on the
+  // path after ours was removed, or something else put there.
+  struct stat st {};
+  if (::lstat(options_.socket_path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) &&
+      st.st_dev == socket_dev_ && st.st_ino == socket_ino_) {
+    ::unlink(options_.socket_path.c_str());
+  } else {
+    spdlog::info("store: leaving {} in place: it is no longer this store's socket",
+                 options_.socket_path);
   }
-  clients_.clear();
-  if (socket_bound_) ::unlink(options_.socket_path.c_str());
 }
 
 Status StoreServer::Impl::Init() {
   if (options_.socket_path.empty()) return InvalidArgumentError("store: empty socket path");
-  if (options_.capacity == 0) return InvalidArgumentError("store: capacity must be > 0 bytes");
-  if (options_.max_objects == 0 || options_.max_objects > (1u << 26)) {
-    return InvalidArgumentError(
-        fmt::format("store: max_objects {} out of range 1..{}", options_.max_objects, 1u << 26));
+  if (options_.max_objects == 0 || options_.max_objects > internal::ObjectTable::kMaxObjects) {
+    return InvalidArgumentError(fmt::format("store: max_objects {} out of range 1..{}",
+                                            options_.max_objects,
+                                            internal::ObjectTable::kMaxObjects));
   }
   if (options_.max_clients == 0 || options_.max_clients > 4096) {
     return InvalidArgumentError(
         fmt::format("store: max_clients {} out of range 1..4096", options_.max_clients));
   }
+  if (options_.hello_timeout.count() <= 0) {
+    return InvalidArgumentError("store: hello_timeout must be positive");
+  }
   if (!options_.group.empty()) {
-    std::vector<char> buffer(16384);
-    group entry{};
-    group* found = nullptr;
-    if (::getgrnam_r(options_.group.c_str(), &entry, buffer.data(), buffer.size(), &found) != 0 ||
-        found == nullptr) {
-      return InvalidArgumentError(fmt::format("store: unknown group '{}'", options_.group));
-    }
-    has_group_ = true;
-    group_gid_ = found->gr_gid;
+    ZD_ASSIGN_OR_RETURN(group_gid_, LookUpGroup(options_.group, "group"));
+  }
+  if (!options_.writer_group.empty()) {
+    ZD_ASSIGN_OR_RETURN(writer_gid_, LookUpGroup(options_.writer_group, "writer group"));
   }
 
-  const uint64_t page = options_.hugepages ? kHugePageSize : kPageSize;
-  if (options_.capacity > (uint64_t{1} << 46)) {
-    return InvalidArgumentError(fmt::format("store: capacity {} is too large", options_.capacity));
-  }
-  const uint64_t arena_size = RoundUp(options_.capacity, page);
-  ZD_ASSIGN_OR_RETURN(arena_fd_, NewMemfd("zerodet-store-arena", arena_size, options_.hugepages));
-  ZD_ASSIGN_OR_RETURN(arena_, internal::MapShared(arena_fd_.get(), arena_size, true, "the arena"));
-  ZD_RETURN_IF_ERROR(SealFd(arena_fd_.get(), false, "arena"));
-  allocator_ = std::make_unique<TlsfAllocator>(arena_size);
-
-  slot_count_ = std::bit_ceil(options_.max_objects * 2u);
-  const uint64_t index_size = internal::IndexRegionSize(slot_count_);
-  ZD_ASSIGN_OR_RETURN(index_fd_, NewMemfd("zerodet-store-index", index_size, false));
-  ZD_ASSIGN_OR_RETURN(index_map_,
-                      internal::MapShared(index_fd_.get(), index_size, true, "the index"));
-  index_ = new (index_map_.data()) IndexHeader{};
-  index_->magic = internal::kIndexMagic;
-  index_->version = internal::kLayoutVersion;
-  index_->slot_count = slot_count_;
-  index_->arena_size = arena_size;
-  index_->store_open.store(1, std::memory_order_relaxed);
-  // The fresh memfd is zero-filled: every entry is already kEmpty with sequence 0.
-  if (Status s = SealFd(index_fd_.get(), true, "index"); !s.ok()) {
-    spdlog::warn("store: {} (kernel < 5.1?); clients could map the index writable", s.message());
-    ZD_RETURN_IF_ERROR(SealFd(index_fd_.get(), false, "index"));
-  }
-  slots_.resize(slot_count_);
+  ZD_ASSIGN_OR_RETURN(arena_, internal::Arena::Create({.capacity = options_.capacity,
+                                                       .hugepages = options_.hugepages,
+                                                       .populate = options_.populate}));
+  ZD_ASSIGN_OR_RETURN(index_,
+                      internal::NewSealedRegion("zerodet-store-index",
+                                                internal::IndexRegionSize(options_.max_objects),
+                                                /*deny_writable_maps=*/true));
+  table_ = std::make_unique<internal::ObjectTable>(
+      std::span<uint8_t>(index_.mapping.data(), index_.mapping.size()), arena_->memory(),
+      options_.max_objects);
 
   epoll_fd_ = UniqueFd(::epoll_create1(EPOLL_CLOEXEC));
   event_fd_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (epoll_fd_.get() < 0 || event_fd_.get() < 0) return ErrnoError("store: epoll/eventfd", errno);
+  if (!epoll_fd_.valid() || !event_fd_.valid()) return ErrnoError("store: epoll/eventfd", errno);
+  RaiseDescriptorLimit();
+  reserve_fd_ = UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   ZD_RETURN_IF_ERROR(InitSocket());
-  for (int fd : {listen_fd_.get(), event_fd_.get()}) {
+  for (const auto& [fd, token] :
+       {std::pair{listen_fd_.get(), kListenToken}, std::pair{event_fd_.get(), kWakeToken}}) {
     epoll_event ev{};
     ev.events = EPOLLIN;
-    ev.data.fd = fd;
+    ev.data.u64 = token;
     if (::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
       return ErrnoError("store: epoll_ctl", errno);
     }
   }
-  spdlog::info("store: serving {} with a {} arena{}, up to {} objects and {} clients",
-               options_.socket_path, Bytes(arena_size), options_.hugepages ? " (huge pages)" : "",
-               options_.max_objects, options_.max_clients);
+  spdlog::info("store: serving {} with a {}, up to {} objects and {} connections",
+               options_.socket_path, arena_->Describe(), options_.max_objects,
+               options_.max_clients);
   return Status::Ok();
+}
+
+void StoreServer::Impl::RaiseDescriptorLimit() {
+  const uint64_t needed = uint64_t{options_.max_clients} + kSpareDescriptors;
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= needed) return;
+  limit.rlim_cur = std::min<rlim_t>(limit.rlim_max, needed);
+  ::setrlimit(RLIMIT_NOFILE, &limit);
+  if (limit.rlim_cur < needed) {
+    spdlog::warn(
+        "store: the open-file limit ({}) is below max_clients + {}; connections beyond "
+        "it are refused",
+        limit.rlim_cur, kSpareDescriptors);
+  }
 }
 
 Status StoreServer::Impl::InitSocket() {
@@ -283,7 +279,7 @@ Status StoreServer::Impl::InitSocket() {
   }
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   listen_fd_ = UniqueFd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (listen_fd_.get() < 0) return ErrnoError("store: socket", errno);
+  if (!listen_fd_.valid()) return ErrnoError("store: socket", errno);
 
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
@@ -303,9 +299,14 @@ Status StoreServer::Impl::InitSocket() {
   const int bind_errno = errno;
   ::umask(old_umask);
   if (bound != 0) return ErrnoError(fmt::format("store: cannot bind '{}'", path), bind_errno);
+  if (::lstat(path.c_str(), &st) != 0) {
+    return ErrnoError(fmt::format("store: cannot stat its socket '{}'", path), errno);
+  }
   socket_bound_ = true;
-  if (has_group_) {
-    if (::chown(path.c_str(), static_cast<uid_t>(-1), group_gid_) != 0 ||
+  socket_dev_ = st.st_dev;
+  socket_ino_ = st.st_ino;
+  if (group_gid_) {
+    if (::chown(path.c_str(), static_cast<uid_t>(-1), *group_gid_) != 0 ||
         ::chmod(path.c_str(), 0660) != 0) {
       return ErrnoError(fmt::format("store: cannot give '{}' to group '{}'", path, options_.group),
                         errno);
@@ -315,639 +316,433 @@ Status StoreServer::Impl::InitSocket() {
   return Status::Ok();
 }
 
-bool StoreServer::Impl::Authorized(const ucred& cred) const {
-  if (cred.uid == ::geteuid() || cred.uid == 0) return true;
-  if (!has_group_) return false;
-  if (cred.gid == group_gid_) return true;
-  // Supplementary groups of the peer are not in SO_PEERCRED; check the group's member list.
-  std::vector<char> buffer(16384);
-  group entry{};
-  group* found = nullptr;
-  if (::getgrgid_r(group_gid_, &entry, buffer.data(), buffer.size(), &found) != 0 || !found) {
+bool StoreServer::Impl::Authorized(const Peer& peer) const {
+  if (peer.uid == ::geteuid() || peer.uid == 0) return true;
+  return group_gid_ && peer.InGroup(*group_gid_);
+}
+
+bool StoreServer::Impl::MayWrite(const Peer& peer) const {
+  if (!writer_gid_ || peer.uid == ::geteuid() || peer.uid == 0) return true;
+  return peer.InGroup(*writer_gid_);
+}
+
+// ---- Accepting ----
+
+void StoreServer::Impl::Refuse(UniqueFd fd, const Status& why) {
+  ++refused_;
+  const std::vector<uint8_t> message = internal::SerializeReply(MessageType::kHello, why);
+  // A fresh connection's buffer is empty: this never blocks, and a peer that is gone is fine.
+  (void)internal::SendMessage(fd.get(), message, {}, /*dont_wait=*/true);
+}
+
+void StoreServer::Impl::PauseListening() {
+  if (!listening_) return;
+  epoll_event ev{};
+  ev.data.u64 = kListenToken;
+  ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_MOD, listen_fd_.get(), &ev);
+  listening_ = false;
+  listen_resume_ = Deadline::After(kAcceptPause);
+}
+
+void StoreServer::Impl::ResumeListeningIfDue() {
+  if (listening_ || !listen_resume_.expired()) return;
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kListenToken;
+  ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_MOD, listen_fd_.get(), &ev);
+  listening_ = true;
+  listen_resume_ = Deadline::Never();
+}
+
+bool StoreServer::Impl::AcceptWithoutDescriptors() {
+  if (!reserve_fd_.valid()) {
+    // The whole system is out of descriptors: stop polling the socket for a moment instead of
+    // waking up for the same pending connection again and again.
+    PauseListening();
     return false;
   }
-  std::vector<char> pw_buffer(16384);
-  passwd pw{};
-  passwd* pw_found = nullptr;
-  if (::getpwuid_r(cred.uid, &pw, pw_buffer.data(), pw_buffer.size(), &pw_found) != 0 ||
-      !pw_found) {
+  reserve_fd_.Reset();
+  UniqueFd fd(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+  // EAGAIN here means nothing was pending: accept() reports EMFILE before it looks.
+  const bool refused = fd.valid();
+  if (refused) {
+    Refuse(std::move(fd),
+           ResourceExhaustedError(fmt::format(
+               "store {} has no file descriptors left ({} connections open); try again later",
+               options_.socket_path, connections_.size())));
+  }
+  reserve_fd_ = UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (!reserve_fd_.valid()) {
+    PauseListening();
     return false;
   }
-  for (char** member = found->gr_mem; member && *member; ++member) {
-    if (std::strcmp(*member, pw_found->pw_name) == 0) return true;
-  }
-  return false;
+  return refused;
 }
 
 void StoreServer::Impl::Accept() {
-  for (;;) {
+  while (listening_) {
     UniqueFd fd(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-    if (fd.get() < 0) {
-      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-        spdlog::warn("store: accept: {}", std::strerror(errno));
+    if (!fd.valid()) {
+      const int err = errno;
+      if (err == EAGAIN || err == EWOULDBLOCK) return;
+      if (err == EINTR || err == ECONNABORTED || err == EPROTO) continue;
+      LogRateLimited(accept_log_, spdlog::level::warn, "store: accept on {}: {}",
+                     options_.socket_path, std::strerror(err));
+      if (err == EMFILE || err == ENFILE) {
+        if (AcceptWithoutDescriptors()) continue;
+        return;
       }
+      PauseListening();
       return;
     }
-    ucred cred{};
-    socklen_t len = sizeof(cred);
-    if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-      spdlog::warn("store: SO_PEERCRED failed ({}); refusing the connection", std::strerror(errno));
+    Result<Peer> peer = ReadPeer(fd.get());
+    if (!peer.ok()) {
+      LogRateLimited(refusal_log_, spdlog::level::warn, "store: refusing a connection: {}",
+                     peer.status().message());
+      Refuse(std::move(fd), PermissionDeniedError("store cannot read the peer's credentials"));
       continue;
     }
-    if (!Authorized(cred)) {
-      spdlog::warn("store: refused pid {} uid {} gid {}: not the store's user, root or group",
-                   cred.pid, cred.uid, cred.gid);
+    if (!Authorized(*peer)) {
+      LogRateLimited(refusal_log_, spdlog::level::warn,
+                     "store: refused pid {} uid {} gid {}: not the store's user, root or group",
+                     peer->pid, peer->uid, peer->gid);
+      Refuse(std::move(fd),
+             PermissionDeniedError(fmt::format(
+                 "store {} refuses uid {} (gid {}): it serves only its own user (uid {}), root{}",
+                 options_.socket_path, peer->uid, peer->gid, ::geteuid(),
+                 group_gid_ ? fmt::format(" and members of group '{}'", options_.group)
+                            : std::string())));
       continue;
     }
-    spdlog::info("store: client pid {} uid {} gid {} connected", cred.pid, cred.uid, cred.gid);
-    auto client = std::make_unique<Client>();
-    client->pid = cred.pid;
-    client->uid = cred.uid;
+    if (connections_.size() >= options_.max_clients) {
+      LogRateLimited(refusal_log_, spdlog::level::warn,
+                     "store: refused pid {}: {} connections open (--max-clients)", peer->pid,
+                     connections_.size());
+      Refuse(std::move(fd),
+             ResourceExhaustedError(fmt::format(
+                 "store {} already has its maximum of {} connections (--max-clients); "
+                 "connections that do not say hello within {} ms are dropped",
+                 options_.socket_path, options_.max_clients, options_.hello_timeout.count())));
+      continue;
+    }
+    const ClientId id = next_connection_id_++;
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLRDHUP;
-    ev.data.fd = fd.get();
+    ev.data.u64 = id;
     if (::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, fd.get(), &ev) != 0) {
-      spdlog::warn("store: epoll_ctl: {}", std::strerror(errno));
+      LogRateLimited(accept_log_, spdlog::level::warn, "store: epoll_ctl: {}",
+                     std::strerror(errno));
       continue;
     }
-    const int raw = fd.get();
-    client->fd = std::move(fd);
-    clients_[raw] = std::move(client);
+    spdlog::info("store: pid {} uid {} gid {} connected", peer->pid, peer->uid, peer->gid);
+    auto connection = std::make_unique<Connection>();
+    connection->id = id;
+    connection->peer = std::move(*peer);
+    connection->may_write = MayWrite(connection->peer);
+    connection->hello_deadline = Deadline::After(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(options_.hello_timeout));
+    connection->fd = std::move(fd);
+    awaiting_hello_.push_back(id);
+    connections_[id] = std::move(connection);
   }
 }
 
-void StoreServer::Impl::DropClient(int fd, const char* why) {
-  auto it = clients_.find(fd);
-  if (it == clients_.end()) return;
-  Client& client = *it->second;
-  std::erase_if(waiters_, [fd](const Waiter& w) { return w.client_fd == fd; });
-  uint64_t aborted = 0;
-  for (uint32_t slot = 0; slot < slot_count_; ++slot) {
-    if (slots_[slot].owner_fd == fd && StateOf(slot) == EntryState::kCreated) {
-      FreeSlotNow(slot);
-      ++aborted;
-    }
-  }
-  ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, fd, nullptr);
-  spdlog::info("store: client pid {} {}; aborted {} unsealed objects, dropped its references",
-               client.pid, why, aborted);
-  clients_.erase(it);
-  Published();
-  // Its references are gone: objects deleted while it held them can be freed now.
-  SweepPendingDeletes();
+// ---- Connections ----
+
+StoreServer::Impl::Connection* StoreServer::Impl::Find(ClientId id) {
+  auto it = connections_.find(id);
+  return it == connections_.end() ? nullptr : it->second.get();
 }
 
-bool StoreServer::Impl::Reply(Client& client, MessageType type, const Status& status,
+void StoreServer::Impl::DropConnection(ClientId id, const std::string& why) {
+  auto it = connections_.find(id);
+  if (it == connections_.end()) return;
+  Connection& connection = *it->second;
+  std::erase_if(waiters_, [id](const Waiter& w) { return w.connection == id; });
+  size_t aborted = 0;
+  if (connection.hello_done) {
+    aborted = table_->RemoveClient(id);
+    --clients_;
+  }
+  ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, connection.fd.get(), nullptr);
+  spdlog::info("store: pid {} {}; aborted {} unsealed objects, dropped its references",
+               connection.peer.pid, why, aborted);
+  connections_.erase(it);
+}
+
+bool StoreServer::Impl::Reply(Connection& connection, MessageType type, const Status& status,
                               std::span<const uint8_t> body) {
   const std::vector<uint8_t> message = internal::SerializeReply(type, status, body);
-  Status sent = internal::SendMessage(client.fd.get(), message, {}, /*dont_wait=*/true);
+  Status sent = internal::SendMessage(connection.fd.get(), message, {}, /*dont_wait=*/true);
   if (!sent.ok()) {
-    spdlog::warn("store: cannot reply to pid {} ({}); disconnecting it", client.pid,
-                 sent.message());
+    LogRateLimited(protocol_log_, spdlog::level::warn,
+                   "store: cannot reply to pid {} ({}); disconnecting it", connection.peer.pid,
+                   sent.message());
     return false;
   }
   return true;
 }
 
-void StoreServer::Impl::HandleReadable(int fd) {
+void StoreServer::Impl::HandleReadable(ClientId id) {
   for (;;) {
-    auto it = clients_.find(fd);
-    if (it == clients_.end()) return;
-    Client& client = *it->second;
-    Status received = internal::ReceiveMessage(fd, &receive_buffer_, internal::kMaxMessageSize,
-                                               nullptr, 0, /*dont_wait=*/true);
+    Connection* connection = Find(id);
+    if (connection == nullptr) return;
+    Status received =
+        internal::ReceiveMessage(connection->fd.get(), &receive_buffer_, internal::kMaxMessageSize,
+                                 nullptr, 0, /*dont_wait=*/true);
     if (received.code() == StatusCode::kDeadlineExceeded) return;  // drained
-    if (received.code() == StatusCode::kUnavailable) return DropClient(fd, "disconnected");
+    if (received.code() == StatusCode::kUnavailable) return DropConnection(id, "disconnected");
     if (!received.ok()) {
-      spdlog::warn("store: pid {}: {}", client.pid, received.ToString());
+      LogRateLimited(protocol_log_, spdlog::level::warn, "store: pid {}: {}", connection->peer.pid,
+                     received.ToString());
       if (received.code() == StatusCode::kCorruptData) {
-        Reply(client, MessageType::kHello, received);
+        Reply(*connection, MessageType::kHello, received);
       }
-      return DropClient(fd, "sent a malformed message");
+      return DropConnection(id, "sent a malformed message");
     }
     Result<Request> request = internal::ParseRequest(receive_buffer_);
     if (!request.ok()) {
-      spdlog::warn("store: pid {}: {}", client.pid, request.status().ToString());
-      Reply(client, MessageType::kHello, request.status());
-      return DropClient(fd, "sent a malformed message");
+      LogRateLimited(protocol_log_, spdlog::level::warn, "store: pid {}: {}", connection->peer.pid,
+                     request.status().ToString());
+      Reply(*connection, MessageType::kHello, request.status());
+      return DropConnection(id, "sent a malformed message");
     }
-    if (!client.hello_done && request->type != MessageType::kHello) {
-      Reply(client, request->type, FailedPreconditionError("store: hello expected first"));
-      return DropClient(fd, "skipped the hello");
+    if (!connection->hello_done && request->type != MessageType::kHello) {
+      Reply(*connection, request->type, FailedPreconditionError("store: hello expected first"));
+      return DropConnection(id, "skipped the hello");
     }
-    HandleRequest(client, *request);
+    HandleRequest(*connection, *request);
   }
 }
 
-void StoreServer::Impl::HandleRequest(Client& client, const Request& request) {
-  const int fd = client.fd.get();
+void StoreServer::Impl::HandleRequest(Connection& connection, const Request& request) {
+  const ClientId id = connection.id;
+  const bool mutates = request.type == MessageType::kCreate || request.type == MessageType::kSeal ||
+                       request.type == MessageType::kAbort || request.type == MessageType::kDelete;
+  if (mutates && connection.access != StoreAccess::kReadWrite) {
+    if (!Reply(connection, request.type,
+               PermissionDeniedError("store: this connection is read-only; connect read-write "
+                                     "to create, seal, abort or delete objects"))) {
+      DropConnection(id, "stopped reading replies");
+    }
+    return;
+  }
   bool ok = true;
   switch (request.type) {
     case MessageType::kHello:
-      HandleHello(client, request);
+      HandleHello(connection, request);
       return;
     case MessageType::kCreate: {
+      Result<internal::ObjectPlacement> placement = table_->Create(
+          id, request.id, request.data_size,
+          {reinterpret_cast<const uint8_t*>(request.metadata.data()), request.metadata.size()},
+          request.flags);
       internal::CreateReply reply;
-      Status status = HandleCreate(client, request, &reply);
-      ok = Reply(client, request.type, status, internal::EncodeCreateReply(reply));
+      if (placement.ok()) reply = {placement->offset, placement->metadata_offset};
+      ok = Reply(connection, request.type, placement.status(), internal::EncodeCreateReply(reply));
       break;
     }
-    case MessageType::kSeal:
-      ok = Reply(client, request.type, HandleSeal(client, request));
+    case MessageType::kSeal: {
+      const Status sealed = table_->Seal(id, request.id);
+      ok = Reply(connection, request.type, sealed);
+      if (sealed.ok()) WakeWaiters(request.id);
       break;
+    }
     case MessageType::kAbort:
-      ok = Reply(client, request.type, HandleAbort(client, request));
+      ok = Reply(connection, request.type, table_->Abort(id, request.id));
       break;
     case MessageType::kDelete:
-      ok = Reply(client, request.type, HandleDelete(request));
+      ok = Reply(connection, request.type, table_->Delete(request.ids));
       break;
     case MessageType::kGet:
-      HandleGet(client, request);
+      HandleGet(connection, request);
       return;
     case MessageType::kList:
-      ok = Reply(client, request.type, Status::Ok(),
-                 internal::EncodeListReply(HandleList(request.cursor)));
+      ok = Reply(connection, request.type, Status::Ok(),
+                 internal::EncodeListReply(table_->List(request.cursor)));
       break;
     case MessageType::kStats:
-      ok = Reply(client, request.type, Status::Ok(), internal::EncodeStats(CollectStats()));
+      ok = Reply(connection, request.type, Status::Ok(), internal::EncodeStats(CollectStats()));
       break;
   }
-  if (!ok) DropClient(fd, "stopped reading replies");
+  if (!ok) DropConnection(id, "stopped reading replies");
 }
 
-void StoreServer::Impl::HandleHello(Client& client, const Request& request) {
-  const int fd = client.fd.get();
-  if (client.hello_done) {
-    Reply(client, request.type, FailedPreconditionError("store: second hello"));
-    return DropClient(fd, "sent a second hello");
+void StoreServer::Impl::HandleHello(Connection& connection, const Request& request) {
+  const ClientId id = connection.id;
+  const int fd = connection.fd.get();
+  if (connection.hello_done) {
+    Reply(connection, request.type, FailedPreconditionError("store: second hello"));
+    return DropConnection(id, "sent a second hello");
   }
   if (request.protocol_version != internal::kProtocolVersion) {
-    Reply(client, request.type,
+    Reply(connection, request.type,
           FailedPreconditionError(fmt::format(
               "store speaks protocol version {}, client {}: use matching zerodet builds",
               internal::kProtocolVersion, request.protocol_version)));
-    return DropClient(fd, "speaks another protocol version");
+    return DropConnection(id, "speaks another protocol version");
   }
-  uint64_t ready = 0;
-  for (const auto& [other_fd, other] : clients_) ready += other->hello_done;
-  if (ready >= options_.max_clients) {
-    Reply(client, request.type,
-          ResourceExhaustedError(fmt::format("store {} already serves its maximum of {} clients",
-                                             options_.socket_path, options_.max_clients)));
-    return DropClient(fd, "was refused (too many clients)");
+  const auto access = static_cast<StoreAccess>(request.access);
+  if (access == StoreAccess::kReadWrite && !connection.may_write) {
+    Reply(connection, request.type,
+          PermissionDeniedError(fmt::format(
+              "store {} gives read-write access only to its own user, root and members of "
+              "group '{}'; connect read-only",
+              options_.socket_path, options_.writer_group)));
+    return DropConnection(id, "was refused read-write access");
   }
-  const uint64_t region_size = internal::ClientRegionSize(slot_count_);
-  Result<UniqueFd> region_fd = NewMemfd("zerodet-store-client", region_size, false);
-  Result<Mapping> region =
-      region_fd.ok() ? internal::MapShared(region_fd->get(), region_size, true, "a client region")
-                     : Result<Mapping>(region_fd.status());
-  if (region.ok()) {
-    Status sealed = SealFd(region_fd->get(), false, "client region");
-    if (!sealed.ok()) region = sealed;
-  }
+  const uint64_t region_size = internal::ClientRegionSize(options_.max_objects);
+  Result<internal::SealedRegion> region =
+      internal::NewSealedRegion("zerodet-store-client", region_size, false);
   if (!region.ok()) {
-    Reply(client, request.type, region.status());
-    return DropClient(fd, "could not get a reference region");
+    Reply(connection, request.type, region.status());
+    return DropConnection(id, "could not get a reference region");
   }
-  client.region = std::move(*region);
-  client.header = new (client.region.data()) ClientRegionHeader{};
-  client.refs = internal::Refs(client.header);
-  client.touched = internal::Touched(client.header, slot_count_);
-  internal::HelloReply hello{slot_count_, arena_.size(), region_size};
+  connection.region = std::move(region->mapping);
+  auto* header = new (connection.region.data()) ClientRegionHeader{};
+  internal::HelloReply hello{options_.max_objects, request.access, arena_->size(),
+                             arena_->page_size(), region_size};
   const std::vector<uint8_t> message =
       internal::SerializeReply(request.type, Status::Ok(), internal::EncodeHelloReply(hello));
-  const int fds[3] = {arena_fd_.get(), index_fd_.get(), region_fd->get()};
+  std::vector<int> fds = {arena_->read_only_fd(), index_.fd.get(), region->fd.get()};
+  if (access == StoreAccess::kReadWrite) fds.push_back(arena_->writable_fd());
   Status sent = internal::SendMessage(fd, message, fds, /*dont_wait=*/true);
-  if (!sent.ok()) return DropClient(fd, "vanished during the hello");
-  client.hello_done = true;
+  if (!sent.ok()) return DropConnection(id, "vanished during the hello");
+  table_->AddClient(connection.id, header);
+  connection.access = access;
+  connection.hello_done = true;
+  ++clients_;
 }
 
-uint64_t StoreServer::Impl::FindSlot(const ObjectId& id) {
-  uint64_t words[3];
-  internal::IdToWords(id, words);
-  return internal::ProbeSlot(index_, words);
-}
-
-void StoreServer::Impl::BeginEntryWrite(IndexEntry& e) {
-  const uint64_t seq = e.seq.load(std::memory_order_relaxed);
-  e.seq.store(seq + 1, std::memory_order_seq_cst);
-  std::atomic_thread_fence(std::memory_order_release);
-}
-
-void StoreServer::Impl::EndEntryWrite(IndexEntry& e) {
-  const uint64_t seq = e.seq.load(std::memory_order_relaxed);
-  e.seq.store(seq + 1, std::memory_order_release);
-}
-
-bool StoreServer::Impl::Referenced(uint32_t slot) const {
-  for (const auto& [fd, client] : clients_) {
-    if (client->refs != nullptr && client->refs[slot].load(std::memory_order_seq_cst) != 0) {
-      return true;
+void StoreServer::Impl::HandleGet(Connection& connection, const Request& request) {
+  const ClientId id = connection.id;
+  if (std::optional<internal::GetReply> reply = table_->Get(id, request.id)) {
+    if (!Reply(connection, request.type, Status::Ok(), internal::EncodeGetReply(*reply))) {
+      DropConnection(id, "stopped reading replies");
     }
-  }
-  return false;
-}
-
-void StoreServer::Impl::FreeSlotNow(uint32_t slot) {
-  IndexEntry& e = Entry(slot);
-  BeginEntryWrite(e);
-  e.state.store(static_cast<uint32_t>(EntryState::kTombstone), std::memory_order_relaxed);
-  EndEntryWrite(e);
-  LruRemove(slot);
-  allocator_->Free(slots_[slot].alloc_offset);
-  slots_[slot] = SlotInfo{};
-  --live_objects_;
-}
-
-bool StoreServer::Impl::RemoveOrMark(uint32_t slot, EntryState state_if_referenced) {
-  IndexEntry& e = Entry(slot);
-  const bool was_sealed = StateOf(slot) == EntryState::kSealed;
-  BeginEntryWrite(e);
-  if (Referenced(slot)) {
-    e.state.store(static_cast<uint32_t>(state_if_referenced), std::memory_order_relaxed);
-    EndEntryWrite(e);
-    if (was_sealed && state_if_referenced != EntryState::kSealed) --sealed_objects_;
-    return false;
-  }
-  e.state.store(static_cast<uint32_t>(EntryState::kTombstone), std::memory_order_relaxed);
-  EndEntryWrite(e);
-  if (was_sealed) --sealed_objects_;
-  if (slots_[slot].in_lru) LruRemove(slot);
-  allocator_->Free(slots_[slot].alloc_offset);
-  slots_[slot] = SlotInfo{};
-  --live_objects_;
-  return true;
-}
-
-void StoreServer::Impl::LruTouch(uint32_t slot) {
-  SlotInfo& info = slots_[slot];
-  if (info.in_lru) {
-    lru_.splice(lru_.end(), lru_, info.lru_it);
-  } else {
-    info.lru_it = lru_.insert(lru_.end(), slot);
-    info.in_lru = true;
-  }
-}
-
-void StoreServer::Impl::LruRemove(uint32_t slot) {
-  SlotInfo& info = slots_[slot];
-  if (!info.in_lru) return;
-  lru_.erase(info.lru_it);
-  info.in_lru = false;
-}
-
-std::optional<uint64_t> StoreServer::Impl::AllocateWithEviction(uint64_t size) {
-  if (auto offset = allocator_->Allocate(size)) return offset;
-  SweepPendingDeletes();
-  for (;;) {
-    if (auto offset = allocator_->Allocate(size)) return offset;
-    // CLOCK-style second chance over the LRU order: an object read through the fast path since
-    // the last pass (its touched byte set by some client) moves to the back once.
-    bool evicted = false;
-    for (size_t budget = 2 * lru_.size(); budget > 0 && !lru_.empty() && !evicted; --budget) {
-      const uint32_t slot = lru_.front();
-      bool touched = false;
-      for (auto& [fd, client] : clients_) {
-        if (client->touched != nullptr &&
-            client->touched[slot].load(std::memory_order_relaxed) != 0) {
-          client->touched[slot].store(0, std::memory_order_relaxed);
-          touched = true;
-        }
-      }
-      if (touched) {
-        LruTouch(slot);
-        continue;
-      }
-      if (RemoveOrMark(slot, EntryState::kSealed)) {
-        ++evictions_;
-        evicted = true;
-      } else {
-        LruTouch(slot);  // referenced: in use, never evicted
-      }
-    }
-    if (!evicted) return std::nullopt;
-  }
-}
-
-Status StoreServer::Impl::HandleCreate(Client& client, const Request& request,
-                                       internal::CreateReply* reply) {
-  const std::string hex = request.id.ToHex();
-  if (request.data_size > arena_.size()) {
-    return ResourceExhaustedError(
-        fmt::format("object {} of {} can never fit: the store's arena holds {}", hex,
-                    Bytes(request.data_size), Bytes(arena_.size())));
-  }
-  const uint64_t slot_found = FindSlot(request.id);
-  if (slot_found != internal::kNoSlot) {
-    const EntryState state = StateOf(static_cast<uint32_t>(slot_found));
-    const char* what = state == EntryState::kSealed    ? "exists"
-                       : state == EntryState::kCreated ? "is being created"
-                                                       : "is deleted but still referenced";
-    return AlreadyExistsError(fmt::format("object {} {}", hex, what));
-  }
-  if (live_objects_ >= options_.max_objects) {
-    return ResourceExhaustedError(fmt::format(
-        "store object table full: {} objects (start the store with a larger max_objects)",
-        live_objects_));
-  }
-  const uint64_t data_span = RoundUp(request.data_size, TlsfAllocator::kAlignment);
-  const uint64_t total = data_span + request.metadata.size();
-  std::optional<uint64_t> offset = AllocateWithEviction(total);
-  if (!offset) {
-    uint64_t pinned = 0;
-    for (uint32_t slot = 0; slot < slot_count_; ++slot) {
-      const EntryState state = StateOf(slot);
-      if (state == EntryState::kCreated || state == EntryState::kDeleting ||
-          (state == EntryState::kSealed && Referenced(slot))) {
-        pinned += allocator_->BlockSize(slots_[slot].alloc_offset);
-      }
-    }
-    return ResourceExhaustedError(fmt::format(
-        "store full: object {} needs {} ({} bytes with metadata); largest free block {}, {} "
-        "free of {}; {} held by referenced or unsealed objects that cannot be evicted",
-        hex, Bytes(request.data_size), total, Bytes(allocator_->largest_free_block()),
-        Bytes(allocator_->bytes_free()), Bytes(allocator_->capacity()), Bytes(pinned)));
-  }
-  // Find the insertion slot: the first tombstone or empty slot on the probe path. The table
-  // is at most half full, so one exists.
-  uint64_t words[3];
-  internal::IdToWords(request.id, words);
-  const uint32_t home = internal::HomeSlot(words, slot_count_);
-  uint32_t slot = 0, distance = 0;
-  for (;; ++distance) {
-    slot = (home + distance) & (slot_count_ - 1);
-    const EntryState state = StateOf(slot);
-    if (state == EntryState::kEmpty || state == EntryState::kTombstone) break;
-  }
-  if (distance > index_->max_probe.load(std::memory_order_relaxed)) {
-    index_->max_probe.store(distance, std::memory_order_release);
-  }
-  // Metadata is the only thing the store writes into the arena; the block bounds it.
-  std::memcpy(arena_.data() + *offset + data_span, request.metadata.data(),
-              request.metadata.size());
-  IndexEntry& e = Entry(slot);
-  BeginEntryWrite(e);
-  for (int i = 0; i < 3; ++i) e.id_words[i].store(words[i], std::memory_order_relaxed);
-  e.offset.store(*offset, std::memory_order_relaxed);
-  e.data_size.store(request.data_size, std::memory_order_relaxed);
-  e.metadata_size.store(static_cast<uint32_t>(request.metadata.size()), std::memory_order_relaxed);
-  e.state.store(static_cast<uint32_t>(EntryState::kCreated), std::memory_order_relaxed);
-  EndEntryWrite(e);
-  slots_[slot] = SlotInfo{};
-  slots_[slot].alloc_offset = *offset;
-  slots_[slot].owner_fd = client.fd.get();
-  ++live_objects_;
-  ++creates_;
-  Published();
-  reply->offset = *offset;
-  reply->metadata_offset = *offset + data_span;
-  return Status::Ok();
-}
-
-Status StoreServer::Impl::HandleSeal(Client& client, const Request& request) {
-  const uint64_t found = FindSlot(request.id);
-  if (found == internal::kNoSlot) {
-    return NotFoundError(fmt::format("seal: no object {}", request.id.ToHex()));
-  }
-  const auto slot = static_cast<uint32_t>(found);
-  if (StateOf(slot) != EntryState::kCreated) {
-    return FailedPreconditionError(
-        fmt::format("seal: object {} is already sealed", request.id.ToHex()));
-  }
-  if (slots_[slot].owner_fd != client.fd.get()) {
-    return PermissionDeniedError(
-        fmt::format("seal: object {} was created by another client", request.id.ToHex()));
-  }
-  // Pairs with the creator's release increment: its writes to the object happen before.
-  client.header->publish_count.load(std::memory_order_acquire);
-  IndexEntry& e = Entry(slot);
-  BeginEntryWrite(e);
-  e.state.store(static_cast<uint32_t>(EntryState::kSealed), std::memory_order_relaxed);
-  EndEntryWrite(e);
-  slots_[slot].owner_fd = -1;
-  ++sealed_objects_;
-  LruTouch(slot);
-  Published();
-  WakeWaiters(request.id, slot);
-  return Status::Ok();
-}
-
-Status StoreServer::Impl::HandleAbort(Client& client, const Request& request) {
-  const uint64_t found = FindSlot(request.id);
-  if (found == internal::kNoSlot) {
-    return NotFoundError(fmt::format("abort: no object {}", request.id.ToHex()));
-  }
-  const auto slot = static_cast<uint32_t>(found);
-  if (StateOf(slot) != EntryState::kCreated) {
-    return FailedPreconditionError(
-        fmt::format("abort: object {} is sealed; delete it instead", request.id.ToHex()));
-  }
-  if (slots_[slot].owner_fd != client.fd.get()) {
-    return PermissionDeniedError(
-        fmt::format("abort: object {} was created by another client", request.id.ToHex()));
-  }
-  FreeSlotNow(slot);
-  Published();
-  return Status::Ok();
-}
-
-Status StoreServer::Impl::HandleDelete(const Request& request) {
-  Status first_error;
-  for (const ObjectId& id : request.ids) {
-    const uint64_t found = FindSlot(id);
-    if (found == internal::kNoSlot) {
-      if (first_error.ok())
-        first_error = NotFoundError(fmt::format("delete: no object {}", id.ToHex()));
-      continue;
-    }
-    const auto slot = static_cast<uint32_t>(found);
-    const EntryState state = StateOf(slot);
-    if (state == EntryState::kCreated) {
-      if (first_error.ok()) {
-        first_error = FailedPreconditionError(fmt::format(
-            "delete: object {} is still being created; its creator must seal or abort it",
-            id.ToHex()));
-      }
-      continue;
-    }
-    if (state == EntryState::kDeleting) continue;
-    LruRemove(slot);
-    if (!RemoveOrMark(slot, EntryState::kDeleting)) pending_deletes_.push_back(slot);
-  }
-  Published();
-  return first_error;
-}
-
-void StoreServer::Impl::TakeReference(Client& client, uint32_t slot, internal::GetReply* reply) {
-  client.refs[slot].fetch_add(1, std::memory_order_seq_cst);
-  IndexEntry& e = Entry(slot);
-  reply->slot = slot;
-  reply->offset = e.offset.load(std::memory_order_relaxed);
-  reply->data_size = e.data_size.load(std::memory_order_relaxed);
-  reply->metadata_size = e.metadata_size.load(std::memory_order_relaxed);
-  LruTouch(slot);
-  ++socket_gets_;
-}
-
-bool StoreServer::Impl::HandleGet(Client& client, const Request& request) {
-  const uint64_t found = FindSlot(request.id);
-  if (found != internal::kNoSlot && StateOf(static_cast<uint32_t>(found)) == EntryState::kSealed) {
-    internal::GetReply reply;
-    TakeReference(client, static_cast<uint32_t>(found), &reply);
-    Published();
-    if (!Reply(client, request.type, Status::Ok(), internal::EncodeGetReply(reply))) {
-      DropClient(client.fd.get(), "stopped reading replies");
-    }
-    return true;
+    return;
   }
   if (request.timeout_ms == 0) {
-    if (!Reply(client, request.type,
+    if (!Reply(connection, request.type,
                NotFoundError(fmt::format("no sealed object {}", request.id.ToHex())))) {
-      DropClient(client.fd.get(), "stopped reading replies");
+      DropConnection(id, "stopped reading replies");
     }
-    return true;
+    return;
   }
-  Waiter waiter{client.fd.get(), request.id, Clock::now(), request.timeout_ms < 0,
-                request.timeout_ms};
-  if (!waiter.forever) waiter.deadline += std::chrono::milliseconds(request.timeout_ms);
-  waiters_.push_back(waiter);
-  return false;
+  // Saturating: a timeout too large to add to the clock waits forever, never wraps negative.
+  waiters_.push_back(
+      {id, request.id, Deadline::FromTimeoutMs(request.timeout_ms), request.timeout_ms});
 }
 
-void StoreServer::Impl::WakeWaiters(const ObjectId& id, uint32_t slot) {
-  std::vector<int> failed;
-  for (auto it = waiters_.begin(); it != waiters_.end();) {
-    if (it->id != id) {
-      ++it;
-      continue;
+void StoreServer::Impl::WakeWaiters(const ObjectId& id) {
+  std::vector<ClientId> failed;
+  std::erase_if(waiters_, [&](const Waiter& waiter) {
+    if (waiter.id != id) return false;
+    Connection* connection = Find(waiter.connection);
+    if (connection == nullptr) return true;
+    std::optional<internal::GetReply> reply = table_->Get(waiter.connection, id);
+    if (!reply) return false;  // deleted again before the waiter could have it
+    if (!Reply(*connection, MessageType::kGet, Status::Ok(), internal::EncodeGetReply(*reply))) {
+      failed.push_back(waiter.connection);
     }
-    auto client = clients_.find(it->client_fd);
-    if (client != clients_.end()) {
-      internal::GetReply reply;
-      TakeReference(*client->second, slot, &reply);
-      if (!Reply(*client->second, MessageType::kGet, Status::Ok(),
-                 internal::EncodeGetReply(reply))) {
-        failed.push_back(it->client_fd);
-      }
-    }
-    it = waiters_.erase(it);
-  }
-  Published();
-  for (int fd : failed) DropClient(fd, "stopped reading replies");
+    return true;
+  });
+  for (ClientId failed_id : failed) DropConnection(failed_id, "stopped reading replies");
 }
 
 void StoreServer::Impl::ExpireWaiters() {
-  const auto now = Clock::now();
-  std::vector<int> failed;
-  for (auto it = waiters_.begin(); it != waiters_.end();) {
-    if (it->forever || it->deadline > now) {
-      ++it;
-      continue;
-    }
-    auto client = clients_.find(it->client_fd);
-    if (client != clients_.end() &&
-        !Reply(*client->second, MessageType::kGet,
+  std::vector<ClientId> failed;
+  std::erase_if(waiters_, [&](const Waiter& waiter) {
+    if (!waiter.deadline.expired()) return false;
+    Connection* connection = Find(waiter.connection);
+    if (connection != nullptr &&
+        !Reply(*connection, MessageType::kGet,
                DeadlineExceededError(fmt::format("object {} was not sealed within {} ms",
-                                                 it->id.ToHex(), it->timeout_ms)))) {
-      failed.push_back(it->client_fd);
+                                                 waiter.id.ToHex(), waiter.timeout_ms)))) {
+      failed.push_back(waiter.connection);
     }
-    it = waiters_.erase(it);
-  }
-  for (int fd : failed) DropClient(fd, "stopped reading replies");
-}
-
-void StoreServer::Impl::SweepPendingDeletes() {
-  bool freed = false;
-  std::erase_if(pending_deletes_, [&](uint32_t slot) {
-    if (StateOf(slot) != EntryState::kDeleting) return true;
-    if (RemoveOrMark(slot, EntryState::kDeleting)) {
-      freed = true;
-      return true;
-    }
-    return false;
+    return true;
   });
-  if (freed) Published();
+  for (ClientId failed_id : failed) DropConnection(failed_id, "stopped reading replies");
 }
 
-internal::ListReply StoreServer::Impl::HandleList(uint32_t cursor) {
-  internal::ListReply reply;
-  uint32_t slot = cursor;
-  for (; slot < slot_count_ && reply.objects.size() < internal::kListPageSize; ++slot) {
-    const EntryState state = StateOf(slot);
-    if (state != EntryState::kCreated && state != EntryState::kSealed &&
-        state != EntryState::kDeleting) {
+void StoreServer::Impl::ExpireHellos() {
+  while (!awaiting_hello_.empty()) {
+    const ClientId id = awaiting_hello_.front();
+    Connection* connection = Find(id);
+    if (connection == nullptr || connection->hello_done) {
+      awaiting_hello_.pop_front();  // said hello or went away
       continue;
     }
-    IndexEntry& e = Entry(slot);
-    ObjectInfo info;
-    uint64_t words[3];
-    for (int i = 0; i < 3; ++i) words[i] = e.id_words[i].load(std::memory_order_relaxed);
-    std::memcpy(info.id.bytes.data(), words, ObjectId::kSize);
-    info.data_size = e.data_size.load(std::memory_order_relaxed);
-    info.metadata_size = e.metadata_size.load(std::memory_order_relaxed);
-    info.sealed = state != EntryState::kCreated;
-    info.pending_delete = state == EntryState::kDeleting;
-    reply.objects.push_back(info);
+    if (!connection->hello_deadline.expired()) return;
+    awaiting_hello_.pop_front();
+    ++hello_timeouts_;
+    Reply(*connection, MessageType::kHello,
+          DeadlineExceededError(
+              fmt::format("store: no hello within {} ms", options_.hello_timeout.count())));
+    DropConnection(id, fmt::format("said no hello within {} ms", options_.hello_timeout.count()));
   }
-  reply.next_cursor = slot < slot_count_ ? slot : 0;
-  return reply;
+}
+
+int StoreServer::Impl::NextTimeoutMs() const {
+  int timeout_ms = table_->has_pending_deletes() ? kSweepIntervalMs : kIdleWakeMs;
+  for (const Waiter& waiter : waiters_) {
+    timeout_ms = std::min(timeout_ms, waiter.deadline.RemainingMs(timeout_ms));
+  }
+  for (const ClientId id : awaiting_hello_) {
+    auto it = connections_.find(id);
+    if (it != connections_.end() && !it->second->hello_done) {
+      timeout_ms = std::min(timeout_ms, it->second->hello_deadline.RemainingMs(timeout_ms));
+      break;  // the oldest live one expires first
+    }
+  }
+  if (!listening_) timeout_ms = std::min(timeout_ms, listen_resume_.RemainingMs(timeout_ms));
+  return timeout_ms;
 }
 
 StoreStats StoreServer::Impl::CollectStats() const {
-  StoreStats stats;
-  stats.capacity = allocator_->capacity();
-  stats.bytes_allocated = allocator_->bytes_allocated();
-  stats.largest_free_block = allocator_->largest_free_block();
-  stats.objects = live_objects_;
-  stats.sealed_objects = sealed_objects_;
-  stats.pending_deletes = pending_deletes_.size();
-  stats.unsealed_objects = live_objects_ - sealed_objects_ - stats.pending_deletes;
-  stats.max_objects = options_.max_objects;
-  for (const auto& [fd, client] : clients_) stats.clients += client->hello_done;
-  stats.evictions = evictions_;
-  stats.creates = creates_;
-  stats.socket_gets = socket_gets_;
+  StoreStats stats = table_->Stats();
+  stats.clients = clients_;
+  stats.connections = connections_.size();
+  stats.refused_connections = refused_;
+  stats.hello_timeouts = hello_timeouts_;
+  stats.waiting_gets = waiters_.size();
   return stats;
 }
 
 Status StoreServer::Impl::Run() {
   epoll_event events[64];
   for (;;) {
-    int timeout_ms = pending_deletes_.empty() ? 1000 : kSweepIntervalMs;
-    const auto now = Clock::now();
-    for (const Waiter& w : waiters_) {
-      if (w.forever) continue;
-      const auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(w.deadline - now).count() + 1;
-      timeout_ms = std::min<int>(timeout_ms, static_cast<int>(std::max<int64_t>(left, 0)));
-    }
-    const int n = ::epoll_wait(epoll_fd_.get(), events, 64, timeout_ms);
+    const int n = ::epoll_wait(epoll_fd_.get(), events, 64, NextTimeoutMs());
     if (n < 0) {
       if (errno == EINTR) continue;
       return ErrnoError("store: epoll_wait", errno);
     }
     for (int i = 0; i < n; ++i) {
-      const int fd = events[i].data.fd;
-      if (fd == event_fd_.get()) {
+      const uint64_t token = events[i].data.u64;
+      if (token == kWakeToken) {
         spdlog::info("store: shutting down {}", options_.socket_path);
-        index_->store_open.store(0, std::memory_order_release);
-        Published();
-        while (!clients_.empty()) DropClient(clients_.begin()->first, "disconnected (shutdown)");
+        table_->MarkClosed();
+        while (!connections_.empty()) {
+          DropConnection(connections_.begin()->first, "disconnected (shutdown)");
+        }
         return Status::Ok();
       }
-      if (fd == listen_fd_.get()) {
+      if (token == kListenToken) {
         Accept();
         continue;
       }
-      if (events[i].events & EPOLLIN) HandleReadable(fd);
+      if (events[i].events & EPOLLIN) HandleReadable(token);
       if (events[i].events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)) {
         // Read what is left first (a final request), then drop on EOF.
-        HandleReadable(fd);
-        DropClient(fd, "disconnected");
+        HandleReadable(token);
+        DropConnection(token, "disconnected");
       }
     }
     ExpireWaiters();
-    if (!pending_deletes_.empty()) SweepPendingDeletes();
+    ExpireHellos();
+    ResumeListeningIfDue();
+    if (table_->has_pending_deletes()) table_->SweepPendingDeletes();
   }
 }
 

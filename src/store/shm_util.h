@@ -1,4 +1,4 @@
-// Small RAII helpers for file descriptors, mappings and fd passing (internal to src/store/).
+// Small RAII helpers for mappings and fd passing (internal to src/store/).
 #pragma once
 
 #include <sys/mman.h>
@@ -10,36 +10,9 @@
 #include <vector>
 
 #include "zerodet/core/status.h"
+#include "zerodet/core/unique_fd.h"
 
 namespace zerodet::store::internal {
-
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  ~UniqueFd() { Reset(); }
-  UniqueFd(UniqueFd&& other) noexcept : fd_(other.Release()) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept {
-    if (this != &other) {
-      Reset();
-      fd_ = other.Release();
-    }
-    return *this;
-  }
-  int get() const { return fd_; }
-  int Release() {
-    const int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-  void Reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 class Mapping {
  public:

@@ -156,6 +156,33 @@ std::optional<uint64_t> TlsfAllocator::Allocate(uint64_t size) {
   return block->offset;
 }
 
+std::optional<uint64_t> TlsfAllocator::AllocateHigh(uint64_t size) {
+  if (size > capacity_) return std::nullopt;
+  size = size == 0 ? kAlignment : RoundUp(size, kAlignment);
+  Block* block = nullptr;
+  for (Block* b = first_block_; b != nullptr; b = b->next_phys) {
+    if (b->free && b->size >= size) block = b;
+  }
+  if (block == nullptr) return std::nullopt;
+  RemoveFree(block);
+  // Split off the head (it stays free) when it can hold a block of its own.
+  if (block->size - size >= kAlignment) {
+    Block* tail = NewBlock();
+    tail->offset = block->offset + block->size - size;
+    tail->size = size;
+    tail->prev_phys = block;
+    tail->next_phys = block->next_phys;
+    if (tail->next_phys != nullptr) tail->next_phys->prev_phys = tail;
+    block->next_phys = tail;
+    block->size -= size;
+    InsertFree(block);
+    block = tail;
+  }
+  allocated_.emplace(block->offset, block);
+  bytes_allocated_ += block->size;
+  return block->offset;
+}
+
 bool TlsfAllocator::Free(uint64_t offset) {
   auto it = allocated_.find(offset);
   if (it == allocated_.end()) return false;

@@ -2,13 +2,11 @@
 // killed with SIGKILL at awkward moments.
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstring>
 #include <random>
-#include <thread>
 
 #include "store_test_util.h"
 
@@ -18,88 +16,34 @@ namespace {
 using namespace std::chrono_literals;
 using testing::CheckPattern;
 using testing::FillPattern;
+using testing::ForkChild;
 using testing::IdOf;
+using testing::Pipe;
+using testing::StoreProcess;
+using testing::WaitChild;
+using testing::WaitFor;
 
-// Runs a StoreServer in a child process until SIGTERM.
-class StoreProcess {
- public:
-  explicit StoreProcess(const StoreOptions& options) : socket_(options.socket_path) {
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      sigset_t set;
-      sigemptyset(&set);
-      sigaddset(&set, SIGTERM);
-      ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
-      auto server = StoreServer::Create(options);
-      if (!server.ok()) ::_exit(3);
-      (*server)->Start();
-      int sig = 0;
-      ::sigwait(&set, &sig);
-      (*server)->Stop();
-      server->reset();
-      ::_exit(0);
-    }
-    for (int i = 0; i < 500; ++i) {
-      if (StoreClient::Connect(socket_).ok()) return;
-      std::this_thread::sleep_for(10ms);
-    }
-    ADD_FAILURE() << "store process did not come up";
-  }
-  ~StoreProcess() {
-    ::kill(pid_, SIGTERM);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "store exit status " << status;
-  }
-
- private:
-  std::string socket_;
-  pid_t pid_ = -1;
-};
-
-// Forks a child running `body`; the child's exit code is body's return value.
-template <typename Body>
-pid_t Spawn(Body body) {
-  const pid_t pid = ::fork();
-  if (pid == 0) ::_exit(body());
-  return pid;
-}
-
-int ExitCodeOf(pid_t pid) {
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return WEXITSTATUS(status);
-}
-
-// Polls the store's stats until `done` holds or 5 s pass.
+// Polls the store's stats until `done` holds (WaitFor's limit); returns the last stats.
 template <typename Pred>
-StoreStats WaitForStats(StoreClient& client, Pred done, double* waited_ms = nullptr) {
-  const auto start = std::chrono::steady_clock::now();
+StoreStats WaitForStats(StoreClient& client, Pred done) {
   StoreStats stats;
-  for (int i = 0; i < 1000; ++i) {
+  WaitFor([&] {
     auto result = client.Stats();
-    if (result.ok()) {
-      stats = *result;
-      if (done(stats)) break;
-    }
-    std::this_thread::sleep_for(5ms);
-  }
-  if (waited_ms != nullptr) {
-    *waited_ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  }
+    if (result.ok()) stats = *result;
+    return result.ok() && done(stats);
+  });
   return stats;
 }
 
 // One worker of the stress test: random create/seal/abort/get/release/delete over a small set
 // of ids, verifying every object it reads against the checksum seed in its metadata. Returns the
 // number of violations (0 = pass).
-int StressWorker(const std::string& socket, int worker, int operations) {
+// With `progress`, sends one byte after the first 200 operations (so a test can kill it mid-run).
+int StressWorker(const std::string& socket, int worker, int operations, Pipe* progress = nullptr) {
   auto connected = StoreClient::Connect(socket);
   if (!connected.ok()) return 100;
   StoreClient& client = **connected;
-  std::mt19937_64 rng(worker * 7919 + 1);
+  std::mt19937_64 rng(static_cast<uint64_t>(worker) * 7919 + 1);
   std::vector<std::pair<ObjectView, uint64_t>> held;  // views kept across other operations
   uint64_t counter = 0;
   int violations = 0;
@@ -111,6 +55,7 @@ int StressWorker(const std::string& socket, int worker, int operations) {
     return seed;
   };
   for (int op = 0; op < operations; ++op) {
+    if (progress != nullptr && op == 200) progress->Send(uint8_t{1});
     const ObjectId id = IdOf(static_cast<int>(rng() % 48));
     const int kind = static_cast<int>(rng() % 100);
     if (kind < 35) {
@@ -168,14 +113,18 @@ TEST(StoreMultiProcessTest, RandomOperationsFromManyProcesses) {
   constexpr int kWorkers = 4;
   std::vector<pid_t> workers;
   for (int w = 0; w < kWorkers; ++w) {
-    workers.push_back(Spawn([&, w] { return StressWorker(socket, w, 3000); }));
+    workers.push_back(ForkChild([&, w] { return StressWorker(socket, w, 3000); }));
   }
-  // A fifth worker is killed mid-run; the others must not notice.
-  const pid_t victim = Spawn([&] { return StressWorker(socket, 99, 1000000); });
-  std::this_thread::sleep_for(300ms);
+  // A fifth worker is killed mid-run (once it has done 200 operations); the others must not
+  // notice.
+  Pipe progress;
+  const pid_t victim = ForkChild([&] { return StressWorker(socket, 99, 1000000, &progress); });
+  progress.CloseWrite();
+  uint8_t started = 0;
+  EXPECT_TRUE(progress.Receive(started));
   ::kill(victim, SIGKILL);
-  EXPECT_EQ(ExitCodeOf(victim), 128 + SIGKILL);
-  for (pid_t pid : workers) EXPECT_EQ(ExitCodeOf(pid), 0) << "violations in worker " << pid;
+  EXPECT_EQ(WaitChild(victim), 128 + SIGKILL);
+  for (pid_t pid : workers) EXPECT_EQ(WaitChild(pid), 0) << "violations in worker " << pid;
 
   auto client = testing::MustConnect(socket);
   ASSERT_NE(client, nullptr);
@@ -213,10 +162,9 @@ TEST(StoreMultiProcessTest, KilledClientLosesReferencesAndUnsealedObjects) {
     FillPattern(buffer->data(), i);
     ASSERT_TRUE(client->Seal(std::move(*buffer)).ok());
   }
-  int ready[2];
-  ASSERT_EQ(::pipe(ready), 0);
+  Pipe ready;
   // The victim references every object and sits between create and seal of another.
-  const pid_t victim = Spawn([&] {
+  const pid_t victim = ForkChild([&] {
     auto c = StoreClient::Connect(socket);
     if (!c.ok()) return 1;
     std::vector<ObjectView> views;
@@ -228,17 +176,13 @@ TEST(StoreMultiProcessTest, KilledClientLosesReferencesAndUnsealedObjects) {
     if (!(*c)->Delete(IdOf(0)).ok()) return 5;
     auto unsealed = (*c)->Create(IdOf(100), 0);
     if (!unsealed.ok()) return 3;
-    char byte = 1;
-    if (::write(ready[1], &byte, 1) != 1) return 4;
+    if (!ready.Send(uint8_t{1})) return 4;
     ::pause();
     return 0;
   });
-  ::close(ready[1]);
-  char byte = 0;
-  if (::read(ready[0], &byte, 1) != 1) {
-    ::close(ready[0]);
-    FAIL() << "victim failed with exit code " << ExitCodeOf(victim);
-  }
+  ready.CloseWrite();
+  uint8_t byte = 0;
+  if (!ready.Receive(byte)) FAIL() << "victim failed with exit code " << WaitChild(victim);
   // Everything is pinned: a create that needs room fails with "store full".
   auto full = client->Create(IdOf(200), 1 << 20);
   EXPECT_EQ(full.status().code(), StatusCode::kResourceExhausted);
@@ -247,18 +191,13 @@ TEST(StoreMultiProcessTest, KilledClientLosesReferencesAndUnsealedObjects) {
   EXPECT_EQ(stats.unsealed_objects, 1u);
 
   ::kill(victim, SIGKILL);
-  EXPECT_EQ(ExitCodeOf(victim), 128 + SIGKILL);
-  double waited_ms = 0;
-  stats = WaitForStats(
-      *client,
-      [](const StoreStats& s) {
-        return s.clients == 1 && s.unsealed_objects == 0 && s.pending_deletes == 0;
-      },
-      &waited_ms);
+  EXPECT_EQ(WaitChild(victim), 128 + SIGKILL);
+  stats = WaitForStats(*client, [](const StoreStats& s) {
+    return s.clients == 1 && s.unsealed_objects == 0 && s.pending_deletes == 0;
+  });
   EXPECT_EQ(stats.unsealed_objects, 0u);
   EXPECT_EQ(stats.pending_deletes, 0u);
   EXPECT_EQ(stats.objects, 7u);
-  std::printf("store reclaimed the killed client's state after %.1f ms\n", waited_ms);
   // The references are gone, so the store can evict again.
   auto buffer = client->Create(IdOf(200), 1 << 20);
   EXPECT_TRUE(buffer.ok()) << buffer.status().ToString();
@@ -267,7 +206,6 @@ TEST(StoreMultiProcessTest, KilledClientLosesReferencesAndUnsealedObjects) {
       EXPECT_TRUE(CheckPattern(view->data(), i));
     }
   }
-  ::close(ready[0]);
 }
 
 }  // namespace

@@ -41,6 +41,38 @@ TEST(ProtocolTest, RequestsRoundTrip) {
   list.type = MessageType::kList;
   list.cursor = 77;
   EXPECT_EQ(RoundTrip(list).cursor, 77u);
+
+  Request hello;
+  hello.type = MessageType::kHello;
+  hello.protocol_version = kProtocolVersion;
+  hello.access = static_cast<uint32_t>(StoreAccess::kReadOnly);
+  EXPECT_EQ(RoundTrip(hello).access, hello.access);
+
+  create.flags = kCreatePinned;
+  EXPECT_EQ(RoundTrip(create).flags, kCreatePinned);
+}
+
+TEST(ProtocolTest, HelloAccessAndCreateFlagsAreChecked) {
+  Request hello;
+  hello.type = MessageType::kHello;
+  hello.protocol_version = kProtocolVersion;
+  hello.access = 7;
+  auto parsed = ParseRequest(SerializeRequest(hello));
+  EXPECT_EQ(parsed.status().code(), StatusCode::kCorruptData);
+  // A version-1 client sends only its version: it parses, so the store can tell it to upgrade.
+  Request old_hello;
+  old_hello.type = MessageType::kHello;
+  old_hello.protocol_version = 1;
+  parsed = ParseRequest(SerializeRequest(old_hello));
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->protocol_version, 1u);
+
+  Request create;
+  create.type = MessageType::kCreate;
+  create.flags = 2;
+  parsed = ParseRequest(SerializeRequest(create));
+  EXPECT_EQ(parsed.status().code(), StatusCode::kCorruptData);
+  EXPECT_NE(parsed.status().message().find("create flags"), std::string::npos);
 }
 
 std::vector<uint8_t> Valid(MessageType type) {

@@ -8,10 +8,11 @@
 
 #include <atomic>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
-#include "protocol.h"
-#include "shm_util.h"
 #include "store_test_util.h"
 
 namespace zerodet::store {
@@ -22,6 +23,7 @@ using namespace std::chrono_literals;
 using testing::CheckPattern;
 using testing::FillPattern;
 using testing::IdOf;
+using testing::WaitFor;
 
 class StoreTest : public ::testing::Test {
  protected:
@@ -38,7 +40,8 @@ class StoreTest : public ::testing::Test {
   }
 
   // Creates and seals an object of `size` bytes filled with the pattern of `seed`.
-  void Put(const ObjectId& id, uint64_t size, uint64_t seed, std::string_view metadata = {}) {
+  void Put(const ObjectId& id, uint64_t size, std::integral auto seed,
+           std::string_view metadata = {}) {
     auto buffer = client_->Create(
         id, size, {reinterpret_cast<const uint8_t*>(metadata.data()), metadata.size()});
     ASSERT_TRUE(buffer.ok()) << buffer.status().ToString();
@@ -161,17 +164,17 @@ TEST_F(StoreTest, EvictsLeastRecentlyUsedUnreferencedObjects) {
 TEST_F(StoreTest, ReferencedObjectsAreNeverEvicted) {
   for (int i = 0; i < 8; ++i) Put(IdOf(i), 1 << 20, i);
   std::vector<ObjectView> held;
-  for (int i = 0; i < 8; ++i) held.push_back(std::move(*client_->Get(IdOf(i))));
+  for (size_t i = 0; i < 8; ++i) held.push_back(std::move(*client_->Get(IdOf(i))));
   auto full = client_->Create(IdOf(100), 1 << 20);
   ASSERT_EQ(full.status().code(), StatusCode::kResourceExhausted);
   EXPECT_THAT(full.status().message(), HasSubstr("store full"));
-  EXPECT_THAT(full.status().message(), HasSubstr("held by referenced"));
-  for (int i = 0; i < 8; ++i) EXPECT_TRUE(CheckPattern(held[i].data(), i));
+  EXPECT_THAT(full.status().message(), HasSubstr("8.00 MiB referenced"));
+  for (size_t i = 0; i < 8; ++i) EXPECT_TRUE(CheckPattern(held[i].data(), i));
   // Releasing one view makes exactly that object evictable.
   held[3].Release();
   Put(IdOf(100), 1 << 20, 100);
   EXPECT_FALSE(client_->Contains(IdOf(3)));
-  for (int i : {0, 1, 2, 4, 5, 6, 7}) EXPECT_TRUE(CheckPattern(held[i].data(), i));
+  for (size_t i : {0u, 1u, 2u, 4u, 5u, 6u, 7u}) EXPECT_TRUE(CheckPattern(held[i].data(), i));
 }
 
 TEST_F(StoreTest, RecentlyReadObjectsGetASecondChance) {
@@ -199,7 +202,7 @@ TEST_F(StoreTest, DeleteIsDeferredWhileReferenced) {
   EXPECT_TRUE((*listed)[0].pending_delete);
   view->Release();
   // The store notices the release on its next sweep (no message is sent).
-  for (int i = 0; i < 200 && Stats().objects != 0; ++i) std::this_thread::sleep_for(5ms);
+  EXPECT_TRUE(WaitFor([&] { return Stats().objects == 0; }));
   stats = Stats();
   EXPECT_EQ(stats.objects, 0u);
   EXPECT_EQ(stats.bytes_allocated, 0u);
@@ -231,7 +234,7 @@ TEST_F(StoreTest, OnlyTheCreatorSealsOrAborts) {
 }
 
 TEST_F(StoreTest, ListAndStatsAccountForEverything) {
-  for (int i = 0; i < 5; ++i) Put(IdOf(i), 1000 * (i + 1), i);
+  for (uint64_t i = 0; i < 5; ++i) Put(IdOf(i), 1000 * (i + 1), i);
   auto unsealed = client_->Create(IdOf(99), 10);
   auto listed = client_->List();
   ASSERT_TRUE(listed.ok());
@@ -257,45 +260,26 @@ TEST_F(StoreTest, ListAndStatsAccountForEverything) {
 // and a reference (a StoreClient keeps its connection open while any view or buffer lives).
 TEST_F(StoreTest, DisconnectAbortsUnsealedObjectsAndDropsReferences) {
   Put(IdOf(1), 1000, 1);
-  int fd = ::socket(AF_UNIX, SOCK_SEQPACKET, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strcpy(addr.sun_path, socket_.c_str());
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  auto transact = [&](const internal::Request& request) {
-    auto message = internal::SerializeRequest(request);
-    EXPECT_TRUE(internal::SendMessage(fd, message, {}, false).ok());
-    std::vector<uint8_t> reply;
-    std::vector<internal::UniqueFd> fds;
-    EXPECT_TRUE(
-        internal::ReceiveMessage(fd, &reply, internal::kMaxMessageSize, &fds, 3, false).ok());
-    std::span<const uint8_t> body;
-    return internal::ParseReply(reply, request.type, &body);
-  };
-  internal::Request hello;
-  hello.type = internal::MessageType::kHello;
-  hello.protocol_version = internal::kProtocolVersion;
-  ASSERT_TRUE(transact(hello).ok());
+  testing::RawConnection raw(socket_);
+  ASSERT_TRUE(raw.connected());
+  ASSERT_TRUE(raw.Transact(testing::HelloRequest()).ok());
   internal::Request create;
   create.type = internal::MessageType::kCreate;
   create.id = IdOf(2);
   create.data_size = 1000;
-  ASSERT_TRUE(transact(create).ok());
+  ASSERT_TRUE(raw.Transact(create).ok());
   internal::Request get;
   get.type = internal::MessageType::kGet;
   get.id = IdOf(1);
-  ASSERT_TRUE(transact(get).ok());  // the store now holds a reference for this connection
+  ASSERT_TRUE(raw.Transact(get).ok());  // the store now holds a reference for this connection
   ASSERT_TRUE(client_->Delete(IdOf(1)).ok());
   StoreStats stats = Stats();
   EXPECT_EQ(stats.pending_deletes, 1u);
   EXPECT_EQ(stats.unsealed_objects, 1u);
   EXPECT_EQ(stats.clients, 2u);
-  ::close(fd);
-  for (int i = 0; i < 200; ++i) {
-    stats = Stats();
-    if (stats.objects == 0) break;
-    std::this_thread::sleep_for(5ms);
-  }
+  raw.Close();
+  EXPECT_TRUE(WaitFor([&] { return Stats().objects == 0; }));
+  stats = Stats();
   EXPECT_EQ(stats.objects, 0u);
   EXPECT_EQ(stats.bytes_allocated, 0u);
   EXPECT_EQ(stats.clients, 1u);
@@ -343,32 +327,174 @@ TEST_F(StoreTest, SocketIsPrivateToItsUser) {
 }
 
 TEST_F(StoreTest, MalformedFramesDisconnectOnlyTheSender) {
-  int fd = ::socket(AF_UNIX, SOCK_SEQPACKET, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strcpy(addr.sun_path, socket_.c_str());
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  testing::RawConnection garbage_sender(socket_);
+  ASSERT_TRUE(garbage_sender.connected());
   const uint8_t garbage[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13};
-  ASSERT_EQ(::send(fd, garbage, sizeof(garbage), 0), static_cast<ssize_t>(sizeof(garbage)));
+  ASSERT_EQ(::send(garbage_sender.fd(), garbage, sizeof(garbage), 0),
+            static_cast<ssize_t>(sizeof(garbage)));
   uint8_t reply[4096];
-  const ssize_t n = ::recv(fd, reply, sizeof(reply), 0);
-  EXPECT_GT(n, 0);                                    // an error reply
-  EXPECT_EQ(::recv(fd, reply, sizeof(reply), 0), 0);  // then the store hangs up
-  ::close(fd);
+  EXPECT_GT(::recv(garbage_sender.fd(), reply, sizeof(reply), 0), 0);  // an error reply
+  EXPECT_EQ(::recv(garbage_sender.fd(), reply, sizeof(reply), 0), 0);  // then the store hangs up
 
   // A request before the hello is refused too.
-  fd = ::socket(AF_UNIX, SOCK_SEQPACKET, 0);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  testing::RawConnection impatient(socket_);
+  ASSERT_TRUE(impatient.connected());
   internal::Request stats;
   stats.type = internal::MessageType::kStats;
-  auto message = internal::SerializeRequest(stats);
-  ASSERT_GT(::send(fd, message.data(), message.size(), 0), 0);
-  EXPECT_GT(::recv(fd, reply, sizeof(reply), 0), 0);
-  EXPECT_EQ(::recv(fd, reply, sizeof(reply), 0), 0);
-  ::close(fd);
+  EXPECT_EQ(impatient.Transact(stats).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(::recv(impatient.fd(), reply, sizeof(reply), 0), 0);
 
   Put(IdOf(1), 10, 1);
   EXPECT_TRUE(client_->Contains(IdOf(1)));
+}
+
+// Issue 8: a store's shutdown removed whatever was at its socket path.
+TEST_F(StoreTest, ShutdownLeavesASocketThatReplacedItsOwn) {
+  ASSERT_EQ(::unlink(socket_.c_str()), 0);  // someone removed the first store's socket...
+  auto second = StoreServer::Create(testing::SmallStore(socket_));  // ...and started another
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  (*second)->Start();
+  client_.reset();
+  server_.reset();  // the first store shuts down
+  EXPECT_TRUE(std::filesystem::exists(socket_));
+  EXPECT_TRUE(StoreClient::Connect(socket_).ok());
+}
+
+TEST_F(StoreTest, ShutdownLeavesAFileThatReplacedItsSocket) {
+  ASSERT_EQ(::unlink(socket_.c_str()), 0);
+  { std::ofstream(socket_) << "not a socket"; }
+  client_.reset();
+  server_.reset();
+  EXPECT_EQ(testing::ReadText(socket_), "not a socket");
+}
+
+// Issue 11: a GET with a timeout of 3e9 ms made the loop's epoll timeout negative (infinite),
+// stalling every other deadline; one of INT64_MAX ms expired at once.
+TEST_F(StoreTest, HugeGetTimeoutsNeitherStallOtherDeadlinesNorExpire) {
+  auto patient = testing::MustConnect(socket_);
+  auto forever = testing::MustConnect(socket_);
+  auto hurried = testing::MustConnect(socket_);
+  std::atomic<bool> patient_done{false}, forever_done{false}, hurried_done{false};
+  Status patient_status, forever_status, hurried_status;
+  std::thread patient_thread([&] {
+    patient_status =
+        patient->Get(IdOf(1), {.timeout = std::chrono::milliseconds(3'000'000'000)}).status();
+    patient_done = true;
+  });
+  std::thread forever_thread([&] {
+    forever_status =
+        forever->Get(IdOf(1), {.timeout = std::chrono::milliseconds(INT64_MAX)}).status();
+    forever_done = true;
+  });
+  ASSERT_TRUE(WaitFor([&] { return Stats().waiting_gets == 2; }));
+  std::thread hurried_thread([&] {
+    hurried_status = hurried->Get(IdOf(2), {.timeout = 200ms}).status();
+    hurried_done = true;
+  });
+  EXPECT_TRUE(WaitFor([&] { return hurried_done.load(); }))
+      << "a 200 ms get did not expire while a 3e9 ms get was waiting";
+  EXPECT_EQ(hurried_status.code(), StatusCode::kDeadlineExceeded);
+  // The store has processed a deadline after both huge ones were registered: had either
+  // expired, it would have been answered by now.
+  EXPECT_FALSE(forever_done.load()) << forever_status.ToString();
+  EXPECT_FALSE(patient_done.load()) << patient_status.ToString();
+  Put(IdOf(1), 10, 1);
+  Put(IdOf(2), 10, 2);  // releases the hurried thread if the fix is missing
+  patient_thread.join();
+  forever_thread.join();
+  hurried_thread.join();
+  EXPECT_TRUE(patient_status.ok()) << patient_status.ToString();
+  EXPECT_TRUE(forever_status.ok()) << forever_status.ToString();
+}
+
+TEST_F(StoreTest, BatchGetWithTheLargestTimeoutWaits) {
+  std::thread producer([&] {
+    auto writer = testing::MustConnect(socket_);
+    WaitFor([&] { return Stats().waiting_gets == 1; });
+    auto buffer = writer->Create(IdOf(1), 10);
+    ASSERT_TRUE(buffer.ok());
+    ASSERT_TRUE(writer->Seal(std::move(*buffer)).ok());
+  });
+  auto waiting = testing::MustConnect(socket_);
+  std::vector<ObjectId> ids = {IdOf(1)};
+  auto views = waiting->Get(ids, {.timeout = std::chrono::milliseconds::max()});
+  producer.join();
+  ASSERT_TRUE(views.ok()) << views.status().ToString();
+  EXPECT_TRUE((*views)[0].valid());
+}
+
+// Issue 10: connections that never said hello were neither counted nor timed out.
+TEST(StoreLimitsTest, IdleConnectionsCountTowardMaxClientsAndAreDropped) {
+  testing::TempDir dir;
+  StoreOptions options = testing::SmallStore(dir.File("store.sock"));
+  options.max_clients = 4;
+  options.hello_timeout = 300ms;
+  auto server = StoreServer::Create(options);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  (*server)->Start();
+  std::vector<std::unique_ptr<testing::RawConnection>> idle;
+  for (int i = 0; i < 4; ++i) {
+    idle.push_back(std::make_unique<testing::RawConnection>(options.socket_path));
+    ASSERT_TRUE(idle.back()->connected());
+  }
+  auto refused = StoreClient::Connect(options.socket_path);
+  ASSERT_EQ(refused.status().code(), StatusCode::kResourceExhausted) << refused.status().ToString();
+  EXPECT_THAT(refused.status().message(), HasSubstr("maximum of 4 connections"));
+  // The store hangs up on each idle connection once its hello deadline has passed.
+  for (auto& connection : idle) {
+    uint8_t byte[4096];
+    ssize_t n = 0;
+    do {
+      n = ::recv(connection->fd(), byte, sizeof(byte), 0);  // a timeout reply, then EOF
+    } while (n > 0);
+    EXPECT_EQ(n, 0);
+  }
+  auto accepted = StoreClient::Connect(options.socket_path);
+  ASSERT_TRUE(accepted.ok()) << accepted.status().ToString();
+  auto stats = (*accepted)->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->hello_timeouts, 4u);
+  EXPECT_EQ(stats->connections, 1u);
+}
+
+// Issue 13: memory and LIST cost followed max_objects, not the objects in use.
+TEST(StoreLimitsTest, MemoryFollowsUseNotMaxObjects) {
+  auto rss_anon_kib = [] {
+    std::istringstream status(testing::ReadText("/proc/self/status"));
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("RssAnon:", 0) == 0) return std::stoull(line.substr(8));
+    }
+    return 0ull;
+  };
+  // Resident kilobytes of this process's mapping of the store's index.
+  auto index_rss_kib = [] {
+    std::istringstream smaps(testing::ReadText("/proc/self/smaps"));
+    bool in_index = false;
+    for (std::string line; std::getline(smaps, line);) {
+      if (line.find(" /memfd:zerodet-store-index") != std::string::npos) in_index = true;
+      if (in_index && line.rfind("Rss:", 0) == 0) return std::stoull(line.substr(4));
+    }
+    return 0ull;
+  };
+  testing::TempDir dir;
+  StoreOptions options = testing::SmallStore(dir.File("store.sock"));
+  options.max_objects = 1 << 22;
+  const auto before = rss_anon_kib();
+  auto server = StoreServer::Create(options);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  (*server)->Start();
+  EXPECT_LT(rss_anon_kib() - before, 64u << 10) << "KiB of heap for an idle store";
+  auto client = testing::MustConnect(options.socket_path);
+  ASSERT_NE(client, nullptr);
+  for (int i = 0; i < 1000; ++i) {
+    auto buffer = client->Create(IdOf(i), 64);
+    ASSERT_TRUE(buffer.ok()) << buffer.status().ToString();
+    ASSERT_TRUE(client->Seal(std::move(*buffer)).ok());
+  }
+  auto listed = client->List();
+  ASSERT_TRUE(listed.ok());
+  EXPECT_EQ(listed->size(), 1000u);
+  EXPECT_LT(index_rss_kib(), 16u << 10) << "KiB of the index touched for 1000 objects";
 }
 
 TEST_F(StoreTest, ConcurrentReadersAndWriterThreads) {
@@ -380,7 +506,7 @@ TEST_F(StoreTest, ConcurrentReadersAndWriterThreads) {
   for (int t = 0; t < 3; ++t) {
     readers.emplace_back([&, t] {
       auto client = testing::MustConnect(socket_);
-      uint32_t x = t + 1;
+      uint32_t x = static_cast<uint32_t>(t) + 1;
       while (!stop.load()) {
         x = x * 1664525 + 1013904223;
         const int i = static_cast<int>(x % kObjects);
@@ -399,7 +525,7 @@ TEST_F(StoreTest, ConcurrentReadersAndWriterThreads) {
     const int i = round % kObjects;
     (void)writer->Delete(IdOf(i));
     ++seed;
-    auto buffer = writer->Create(IdOf(i), 200000 + 1000 * (round % 7),
+    auto buffer = writer->Create(IdOf(i), 200000 + 1000 * static_cast<uint64_t>(round % 7),
                                  {reinterpret_cast<const uint8_t*>(&seed), sizeof(seed)});
     if (!buffer.ok()) continue;  // the object was still pending deletion
     FillPattern(buffer->data(), seed);

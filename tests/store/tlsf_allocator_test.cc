@@ -74,7 +74,7 @@ TEST(TlsfAllocatorTest, GoodFitFindsAnExactHole) {
   std::vector<uint64_t> offsets;
   for (int i = 0; i < 64; ++i) offsets.push_back(*allocator.Allocate(kMiB - 64 * 3));
   // Punch holes of 3 * (kMiB - 192) = one size class region, then ask for exactly that.
-  for (int i = 10; i < 13; ++i) allocator.Free(offsets[i]);
+  for (size_t i = 10; i < 13; ++i) ASSERT_TRUE(allocator.Free(offsets[i]));
   const uint64_t hole = allocator.largest_free_block();
   EXPECT_GE(hole, 3 * (kMiB - 192));
   auto fit = allocator.Allocate(hole);
@@ -166,6 +166,32 @@ TEST(TlsfAllocatorTest, FragmentationUnderStoreWorkload) {
   EXPECT_GT(min_occupancy_at_failure, 0.70) << "failures: " << failures;
   std::printf("fragmentation: %d failed requests, occupancy at failure mean %.3f min %.3f\n",
               failures, mean_occupancy_at_failure, min_occupancy_at_failure);
+}
+
+}  // namespace
+}  // namespace zerodet::store
+
+namespace zerodet::store {
+namespace {
+
+TEST(TlsfAllocatorTest, AllocateHighTakesTheTopOfTheHighestFittingBlock) {
+  TlsfAllocator allocator(1 << 20);
+  auto low = allocator.Allocate(4096);
+  ASSERT_TRUE(low.has_value());
+  auto high = allocator.AllocateHigh(100);
+  ASSERT_TRUE(high.has_value());
+  EXPECT_EQ(*high, (1u << 20) - 128);
+  EXPECT_EQ(allocator.BlockSize(*high), 128u);
+  auto next_low = allocator.Allocate(4096);
+  ASSERT_TRUE(next_low.has_value());
+  EXPECT_EQ(*next_low, 4096u);  // ordinary blocks keep coming from below
+  EXPECT_TRUE(allocator.CheckInvariants().ok()) << allocator.CheckInvariants().ToString();
+  ASSERT_TRUE(allocator.Free(*high));
+  ASSERT_TRUE(allocator.Free(*low));
+  ASSERT_TRUE(allocator.Free(*next_low));
+  EXPECT_EQ(allocator.largest_free_block(), 1u << 20);
+  EXPECT_TRUE(allocator.CheckInvariants().ok());
+  EXPECT_FALSE(allocator.AllocateHigh((1 << 20) + 64).has_value());
 }
 
 }  // namespace

@@ -40,10 +40,15 @@ class TlsfAllocator {
   // kAlignment bytes, so every object has a distinct offset), or nullopt when no free block is
   // large enough. Never fails for size <= largest_free_block().
   std::optional<uint64_t> Allocate(uint64_t size);
+  // Like Allocate, but from the end of the highest free block that is large enough: for
+  // long-lived blocks (pinned objects), which then gather at the top of the arena instead of
+  // splitting the free space below. O(number of blocks).
+  std::optional<uint64_t> AllocateHigh(uint64_t size);
 
   // Frees the block at `offset`. Returns false (and changes nothing) when `offset` is not the
-  // start of an allocated block: double frees are reported, not undefined.
-  bool Free(uint64_t offset);
+  // start of an allocated block: double frees are reported, not undefined. Callers must act on
+  // false (it means their bookkeeping and the allocator disagree).
+  [[nodiscard]] bool Free(uint64_t offset);
 
   // Size of the allocated block at `offset` (>= the requested size), or 0 if none starts there.
   uint64_t BlockSize(uint64_t offset) const;

@@ -1,18 +1,23 @@
-#include "zerodet/store/dataset.h"
+#include "zerodet/dataset/dataset.h"
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstring>
-#include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "zerodet/codec/decode.h"
+#include "zerodet/core/file.h"
+#include "zerodet/core/image.h"
 
-namespace zerodet::store {
+namespace zerodet::dataset {
+
+using store::ObjectBuffer;
+using store::StoreStats;
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -42,13 +47,6 @@ ObjectId SampleId(const std::string& dataset, SampleLayout layout, int size,
   const std::string layout_key =
       layout == SampleLayout::kRgb8 ? "rgb" : fmt::format("letterbox{}", size);
   return ObjectId::FromName(fmt::format("zerodet-dataset:{}:{}:{}", dataset, layout_key, name));
-}
-
-bool IsImageFile(const fs::path& path) {
-  std::string ext = path.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
-  return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp";
 }
 
 // Fills the layout-dependent parts of `info` for an image of the given sizes.
@@ -81,8 +79,9 @@ Status DecodeSampleInto(const fs::path& path, SampleLayout layout, int letterbox
   ZD_ASSIGN_OR_RETURN(uint8_t * dst, allocate(info->size_bytes()));
   if (layout == SampleLayout::kRgb8) {
     const size_t row = static_cast<size_t>(image.width()) * 3;
-    for (int y = 0; y < image.height(); ++y) {
-      std::memcpy(dst + y * row, image.data() + y * image.stride(), row);
+    const auto stride = static_cast<size_t>(image.stride());
+    for (size_t y = 0; y < static_cast<size_t>(image.height()); ++y) {
+      std::memcpy(dst + y * row, image.data() + y * stride, row);
     }
     return Status::Ok();
   }
@@ -124,15 +123,17 @@ Result<ObjectBuffer> CreateWhenRoom(StoreClient& client, const ObjectId& id, uin
   }
 }
 
-// Stores one sample: decodes straight into a new store object. Sets *already_stored when the
+// Stores one sample: decodes straight into a new store object, and returns a view of it (the
+// reference keeps it in the store while the caller needs it). Sets *already_stored when the
 // object was there (from an earlier preload or a concurrent one).
-Status PreloadOne(StoreClient& client, const fs::path& path, SampleLayout layout,
-                  int letterbox_size, LetterboxStyle style, Letterboxer& letterboxer,
-                  SampleInfo* info, bool* already_stored) {
+Result<ObjectView> PreloadOne(StoreClient& client, const fs::path& path, SampleLayout layout,
+                              int letterbox_size, LetterboxStyle style, Letterboxer& letterboxer,
+                              SampleInfo* info, bool* already_stored) {
   *already_stored = false;
+  bool stored_by_us = false;
   for (int attempt = 0; attempt < 3; ++attempt) {
     Result<ObjectView> existing =
-        client.Get(info->id, {.timeout = attempt == 0 ? 0ms : kRestoreWait});
+        client.Get(info->id, {.timeout = attempt == 0 || stored_by_us ? 0ms : kRestoreWait});
     if (existing.ok()) {
       ZD_ASSIGN_OR_RETURN(SampleHeader header, ReadHeader(*existing));
       DescribeSample(layout, letterbox_size, style, header, info);
@@ -141,8 +142,8 @@ Status PreloadOne(StoreClient& client, const fs::path& path, SampleLayout layout
                                             info->name, existing->data().size(),
                                             info->size_bytes()));
       }
-      *already_stored = true;
-      return Status::Ok();
+      *already_stored = !stored_by_us;
+      return std::move(*existing);
     }
     if (existing.status().code() != StatusCode::kNotFound &&
         existing.status().code() != StatusCode::kDeadlineExceeded) {
@@ -159,11 +160,90 @@ Status PreloadOne(StoreClient& client, const fs::path& path, SampleLayout layout
         });
     if (decoded.code() == StatusCode::kAlreadyExists) continue;  // someone else is storing it
     ZD_RETURN_IF_ERROR(decoded.WithContext(info->name));
-    return client.Seal(std::move(buffer));
+    ZD_RETURN_IF_ERROR(client.Seal(std::move(buffer)));
+    // Sealed objects can be evicted before we get them back; then it is stored again.
+    stored_by_us = true;
   }
   return DeadlineExceededError(
-      fmt::format("sample {} ({}) is being stored by another process that never finished",
+      fmt::format("sample {} ({}) could not be kept in the store: it is being stored by another "
+                  "process that never finished, or evicted as soon as it is stored",
                   info->name, info->id.ToHex()));
+}
+
+// The store bytes a sample of `image` takes in `layout` (its header only: nothing is decoded).
+Result<uint64_t> SampleFootprint(const fs::path& path, SampleLayout layout, int letterbox_size) {
+  uint64_t bytes = 0;
+  if (layout == SampleLayout::kLetterbox) {
+    bytes = uint64_t{3} * static_cast<uint64_t>(letterbox_size) *
+            static_cast<uint64_t>(letterbox_size) * sizeof(float);
+  } else {
+    ZD_ASSIGN_OR_RETURN(std::vector<uint8_t> file, ReadFileBytes(path));
+    ZD_ASSIGN_OR_RETURN(ImageInfo image, ReadImageInfo(file, path.string()));
+    bytes = uint64_t{3} * static_cast<uint64_t>(image.width) * static_cast<uint64_t>(image.height);
+  }
+  return store::ObjectFootprint(bytes, sizeof(SampleHeader));
+}
+
+std::string MiB(uint64_t bytes) {
+  return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / 1048576.0);
+}
+
+// What a manifest says about its dataset, for messages.
+std::string DescribeManifest(std::span<const uint8_t> bytes) {
+  nlohmann::json manifest = nlohmann::json::parse(bytes.begin(), bytes.end(), nullptr, false);
+  if (manifest.is_discarded() || !manifest.is_object()) return "an unreadable manifest";
+  const std::string layout = manifest.value("layout", std::string("?"));
+  const std::string size =
+      layout == "rgb" ? std::string() : fmt::format(":{}", manifest.value("letterbox_size", 0));
+  const size_t samples = manifest.contains("samples") && manifest["samples"].is_array()
+                             ? manifest["samples"].size()
+                             : 0;
+  return fmt::format("{}{} of {} samples from {}", layout, size, samples,
+                     manifest.value("source", std::string("?")));
+}
+
+// Writes the dataset's pinned manifest, or accepts an identical one already there (written by
+// an earlier or a concurrent preload of the same dataset). Sets *existed in that case.
+Status WriteManifest(StoreClient& client, const PreloadOptions& options, const ObjectId& id,
+                     const std::string& manifest, bool* existed) {
+  *existed = false;
+  const std::span<const uint8_t> ours(reinterpret_cast<const uint8_t*>(manifest.data()),
+                                      manifest.size());
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    Result<ObjectBuffer> buffer = client.Create(id, manifest.size(), {}, {.pinned = true});
+    if (buffer.ok()) {
+      std::memcpy(buffer->data().data(), manifest.data(), manifest.size());
+      return client.Seal(std::move(*buffer));
+    }
+    if (buffer.status().code() != StatusCode::kAlreadyExists) return buffer.status();
+    // Another preload may be writing it right now: wait for its seal.
+    Result<ObjectView> stored = client.Get(id, {.timeout = kRestoreWait});
+    if (!stored.ok()) {
+      if (stored.status().code() == StatusCode::kNotFound ||
+          stored.status().code() == StatusCode::kDeadlineExceeded) {
+        continue;  // deleted (or aborted) meanwhile: try again
+      }
+      return stored.status();
+    }
+    if (std::equal(stored->data().begin(), stored->data().end(), ours.begin(), ours.end())) {
+      *existed = true;
+      return Status::Ok();
+    }
+    if (!options.replace) {
+      return AlreadyExistsError(fmt::format(
+          "store {} already holds a different dataset '{}' ({}); this preload is {}: choose "
+          "another name, or replace it (zerodet preload --replace)",
+          client.socket_path(), options.dataset, DescribeManifest(stored->data()),
+          DescribeManifest(ours)));
+    }
+    stored->Release();
+    Status deleted = client.Delete(id);
+    if (!deleted.ok() && deleted.code() != StatusCode::kNotFound) return deleted;
+  }
+  return UnavailableError(fmt::format(
+      "the manifest of dataset '{}' kept changing under this preload (other preloads replacing "
+      "it?)",
+      options.dataset));
 }
 
 nlohmann::json ManifestJson(const PreloadOptions& options, const fs::path& source,
@@ -171,7 +251,7 @@ nlohmann::json ManifestJson(const PreloadOptions& options, const fs::path& sourc
   nlohmann::json manifest;
   manifest["format"] = "zerodet-dataset-1";
   manifest["dataset"] = options.dataset;
-  manifest["source"] = source.string();
+  manifest["source"] = fs::absolute(source).string();
   manifest["layout"] = LayoutName(options.layout);
   manifest["letterbox_size"] = options.letterbox_size;
   manifest["letterbox_style"] =
@@ -246,7 +326,7 @@ Result<std::vector<DatasetImage>> ListDatasetImages(const fs::path& source) {
   std::vector<DatasetImage> images;
   if (fs::is_directory(source, ec)) {
     for (fs::recursive_directory_iterator it(source, ec), end; !ec && it != end; it.increment(ec)) {
-      if (it->is_regular_file(ec) && IsImageFile(it->path())) {
+      if (it->is_regular_file(ec) && HasImageFileExtension(it->path())) {
         images.push_back({it->path(), it->path().lexically_relative(source).generic_string()});
       }
     }
@@ -254,8 +334,8 @@ Result<std::vector<DatasetImage>> ListDatasetImages(const fs::path& source) {
     std::sort(images.begin(), images.end(),
               [](const DatasetImage& a, const DatasetImage& b) { return a.path < b.path; });
   } else {
-    std::ifstream in(source);
-    nlohmann::json coco = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    ZD_ASSIGN_OR_RETURN(std::string text, ReadFileText(source));
+    nlohmann::json coco = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
     if (coco.is_discarded() || !coco.is_object() || !coco.contains("images") ||
         !coco["images"].is_array()) {
       return CorruptDataError(fmt::format(
@@ -313,6 +393,9 @@ Result<PreloadReport> PreloadDataset(StoreClient& client, const fs::path& source
     return InvalidArgumentError(
         fmt::format("preload: letterbox size {} out of range 32..8192", options.letterbox_size));
   }
+  if (client.access() != store::StoreAccess::kReadWrite) {
+    return PermissionDeniedError("preload: the store client is read-only; connect read-write");
+  }
   ZD_ASSIGN_OR_RETURN(std::vector<DatasetImage> images, ListDatasetImages(source));
 
   std::vector<SampleInfo> samples(images.size());
@@ -323,6 +406,41 @@ Result<PreloadReport> PreloadDataset(StoreClient& client, const fs::path& source
     s.id = SampleId(options.dataset, options.layout, options.letterbox_size, s.name);
   }
 
+  // References to every sample of the dataset, held until the manifest is written, so that
+  // none of them can be evicted before the dataset is complete.
+  std::vector<ObjectView> held(samples.size());
+  PreloadReport report;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    if (Result<ObjectView> stored = client.Get(samples[i].id); stored.ok()) {
+      held[i] = std::move(*stored);
+      continue;
+    }
+    ZD_ASSIGN_OR_RETURN(const uint64_t footprint,
+                        SampleFootprint(samples[i].path, options.layout, options.letterbox_size));
+    report.bytes_needed += footprint;
+  }
+  ZD_ASSIGN_OR_RETURN(const StoreStats stats, client.Stats());
+  const uint64_t unavailable =
+      stats.pinned_bytes + stats.unsealed_bytes + stats.pending_delete_bytes;
+  const uint64_t room = stats.capacity > unavailable ? stats.capacity - unavailable : 0;
+  if (report.bytes_needed > room) {
+    return ResourceExhaustedError(fmt::format(
+        "dataset '{}' needs {} for {} samples, but store {} can make at most {} available "
+        "(capacity {}; {} pinned, {} being written, {} deleted but still read): start the store "
+        "with a larger --capacity, preload fewer images or a smaller layout",
+        options.dataset, MiB(report.bytes_needed), samples.size(), client.socket_path(), MiB(room),
+        MiB(stats.capacity), MiB(stats.pinned_bytes), MiB(stats.unsealed_bytes),
+        MiB(stats.pending_delete_bytes)));
+  }
+  const uint64_t free_bytes = stats.capacity - stats.bytes_allocated;
+  if (report.bytes_needed > free_bytes && options.warning) {
+    options.warning(fmt::format(
+        "dataset '{}' needs {} and store {} has {} free: the least recently used objects not in "
+        "use (about {}, possibly other datasets' samples) will be evicted",
+        options.dataset, MiB(report.bytes_needed), client.socket_path(), MiB(free_bytes),
+        MiB(report.bytes_needed - free_bytes)));
+  }
+
   int jobs =
       options.jobs > 0 ? options.jobs : static_cast<int>(std::thread::hardware_concurrency());
   jobs = std::clamp<int>(jobs, 1, static_cast<int>(images.size()));
@@ -330,7 +448,6 @@ Result<PreloadReport> PreloadDataset(StoreClient& client, const fs::path& source
   std::atomic<bool> failed{false};
   std::mutex mutex;  // guards the fields below
   Status first_error;
-  PreloadReport report;
   std::vector<ObjectId> created;
   size_t done = 0;
   auto worker = [&] {
@@ -338,9 +455,28 @@ Result<PreloadReport> PreloadDataset(StoreClient& client, const fs::path& source
     for (;;) {
       const size_t i = next.fetch_add(1);
       if (i >= samples.size() || failed.load()) return;
-      bool already = false;
-      Status status = PreloadOne(client, samples[i].path, options.layout, options.letterbox_size,
-                                 options.letterbox_style, letterboxer, &samples[i], &already);
+      SampleInfo& info = samples[i];
+      bool already = held[i].valid();
+      Status status;
+      if (already) {
+        Result<SampleHeader> header = ReadHeader(held[i]);
+        status = header.status();
+        if (header.ok()) {
+          DescribeSample(options.layout, options.letterbox_size, options.letterbox_style, *header,
+                         &info);
+          if (held[i].data().size() != info.size_bytes()) {
+            status =
+                CorruptDataError(fmt::format("stored sample {} has {} bytes, expected {}",
+                                             info.name, held[i].data().size(), info.size_bytes()));
+          }
+        }
+      } else {
+        Result<ObjectView> view =
+            PreloadOne(client, info.path, options.layout, options.letterbox_size,
+                       options.letterbox_style, letterboxer, &info, &already);
+        status = view.status();
+        if (view.ok()) held[i] = std::move(*view);
+      }
       std::lock_guard lock(mutex);
       if (!status.ok()) {
         if (first_error.ok()) first_error = status;
@@ -348,8 +484,8 @@ Result<PreloadReport> PreloadDataset(StoreClient& client, const fs::path& source
         return;
       }
       (already ? report.already_stored : report.decoded)++;
-      if (!already) created.push_back(samples[i].id);
-      report.bytes += samples[i].size_bytes();
+      if (!already) created.push_back(info.id);
+      report.bytes += info.size_bytes();
       ++done;
       if (options.progress) options.progress(done, samples.size());
     }
@@ -358,19 +494,19 @@ Result<PreloadReport> PreloadDataset(StoreClient& client, const fs::path& source
   for (int t = 1; t < jobs; ++t) threads.emplace_back(worker);
   worker();
   for (auto& t : threads) t.join();
-  if (!first_error.ok()) {
+  auto undo = [&](const Status& error) {
+    held.clear();
     (void)client.Delete(created);
-    return first_error.WithContext(fmt::format("preloading dataset '{}'", options.dataset));
-  }
+    return error.WithContext(fmt::format("preloading dataset '{}'", options.dataset));
+  };
+  if (!first_error.ok()) return undo(first_error);
 
   const std::string manifest = ManifestJson(options, source, samples).dump();
   report.manifest_id = ManifestId(options.dataset);
   report.samples = samples.size();
-  Status deleted = client.Delete(report.manifest_id);
-  if (!deleted.ok() && deleted.code() != StatusCode::kNotFound) return deleted;
-  ZD_ASSIGN_OR_RETURN(ObjectBuffer buffer, client.Create(report.manifest_id, manifest.size()));
-  std::memcpy(buffer.data().data(), manifest.data(), manifest.size());
-  ZD_RETURN_IF_ERROR(client.Seal(std::move(buffer)));
+  Status written =
+      WriteManifest(client, options, report.manifest_id, manifest, &report.manifest_existed);
+  if (!written.ok()) return undo(written);
   return report;
 }
 
@@ -381,12 +517,10 @@ std::span<const uint8_t> Sample::bytes() const {
   return owned_;
 }
 
-TensorView Sample::tensor() const {
-  TensorView t;
-  t.data = const_cast<uint8_t*>(bytes().data());
-  t.dtype = info_->dtype;
-  t.shape = info_->shape;
-  return t;
+std::span<const float> Sample::floats() const {
+  const std::span<const uint8_t> raw = bytes();
+  // Store objects are 64-byte aligned and owned copies come from operator new: both suit float.
+  return {reinterpret_cast<const float*>(raw.data()), raw.size() / sizeof(float)};
 }
 
 Result<std::unique_ptr<DatasetReader>> DatasetReader::Open(std::shared_ptr<StoreClient> client,
@@ -413,6 +547,7 @@ Result<std::unique_ptr<DatasetReader>> DatasetReader::Open(std::shared_ptr<Store
     return corrupt("not a zerodet dataset manifest");
   }
   auto reader = std::unique_ptr<DatasetReader>(new DatasetReader());
+  auto samples = std::make_shared<std::vector<SampleInfo>>();
   reader->client_ = std::move(client);
   reader->dataset_ = dataset;
   try {
@@ -441,12 +576,13 @@ Result<std::unique_ptr<DatasetReader>> DatasetReader::Open(std::shared_ptr<Store
           std::any_of(s.shape.begin(), s.shape.end(), [](int64_t d) { return d <= 0; })) {
         return corrupt("sample " + s.name + " has a bad shape");
       }
-      reader->by_name_.emplace(s.name, reader->samples_.size());
-      reader->samples_.push_back(std::move(s));
+      reader->by_name_.emplace(s.name, samples->size());
+      samples->push_back(std::move(s));
     }
   } catch (const nlohmann::json::exception& e) {
     return corrupt(e.what());
   }
+  reader->samples_ = std::move(samples);
   return reader;
 }
 
@@ -475,17 +611,17 @@ Status DatasetReader::CheckModelInput(int width, int height, LetterboxStyle styl
 
 size_t DatasetReader::Find(const std::string& name) const {
   auto it = by_name_.find(name);
-  return it == by_name_.end() ? samples_.size() : it->second;
+  return it == by_name_.end() ? samples_->size() : it->second;
 }
 
 Result<Sample> DatasetReader::Get(size_t i) const {
-  if (i >= samples_.size()) {
+  if (i >= samples_->size()) {
     return InvalidArgumentError(fmt::format("dataset '{}' has {} samples, asked for sample {}",
-                                            dataset_, samples_.size(), i));
+                                            dataset_, samples_->size(), i));
   }
-  const SampleInfo& info = samples_[i];
+  const SampleInfo& info = (*samples_)[i];
   Sample sample;
-  sample.info_ = &info;
+  sample.info_ = std::shared_ptr<const SampleInfo>(samples_, &info);
   Result<ObjectView> view = client_->Get(info.id);
   if (view.ok()) {
     if (view->data().size() != info.size_bytes()) {
@@ -497,25 +633,27 @@ Result<Sample> DatasetReader::Get(size_t i) const {
   }
   if (view.status().code() != StatusCode::kNotFound) return view.status();
 
-  // Miss (evicted): decode again and put it back for everyone else.
+  // Miss (evicted): decode again and, with a read-write client, put it back for everyone else.
   SampleInfo decoded_info = info;
-  Letterboxer letterboxer;
-  bool already = false;
-  Status stored = PreloadOne(*client_, info.path, layout_, letterbox_size_, style_, letterboxer,
-                             &decoded_info, &already);
-  if (stored.ok()) {
-    Result<ObjectView> again = client_->Get(info.id);
-    if (again.ok() && again->data().size() == info.size_bytes()) {
-      sample.view_ = std::move(*again);
+  if (client_->access() == store::StoreAccess::kReadWrite) {
+    Letterboxer letterboxer;
+    bool already = false;
+    Result<ObjectView> stored = PreloadOne(*client_, info.path, layout_, letterbox_size_, style_,
+                                           letterboxer, &decoded_info, &already);
+    if (stored.ok() && stored->data().size() == info.size_bytes()) {
+      sample.view_ = std::move(*stored);
       return sample;
     }
-  } else if (stored.code() != StatusCode::kResourceExhausted) {
-    return stored;
+    // The store cannot keep it (full of referenced objects, or it evicts it at once): serve a
+    // copy; other errors are errors.
+    if (!stored.ok() && stored.status().code() != StatusCode::kResourceExhausted &&
+        stored.status().code() != StatusCode::kDeadlineExceeded) {
+      return stored.status();
+    }
   }
-  // The store cannot keep it (full of referenced objects) or evicted it at once: serve a copy.
   ZD_ASSIGN_OR_RETURN(sample.owned_,
                       DecodeSample(info.path, layout_, letterbox_size_, style_, &decoded_info));
   return sample;
 }
 
-}  // namespace zerodet::store
+}  // namespace zerodet::dataset
