@@ -47,12 +47,6 @@ void SetRun(CLI::App* cmd, std::function<Status()> body);
 // "detect", "bench detect": the command path of `cmd` below the root app.
 std::string CommandPath(const CLI::App* cmd);
 
-// TRANSITIONAL (removed once every command returns its error): a body that printed its own
-// errors and computed an exit code; non-zero exits 1 without printing again.
-inline Status ExitCodeStatus(int exit_code) {
-  return exit_code == 0 ? Status() : Status(StatusCode::kInternal, "");
-}
-
 // Prints "zerodet <command>: <status>" as one line on stderr (line breaks in the message, as
 // ONNX Runtime writes some, become spaces), for an error about one item (an image among many)
 // that does not stop the command. The process then exits 1 even when the body returns OK.

@@ -105,8 +105,6 @@ int main(int argc, char** argv) {
   }
   const auto& failure = zerodet::cli::Failure();
   if (failure.status.ok()) return failure.reported_errors > 0 ? 1 : 0;
-  if (!failure.status.message().empty()) {
-    zerodet::cli::ReportError(failure.command, failure.status);
-  }
+  zerodet::cli::ReportError(failure.command, failure.status);
   return 1;
 }
