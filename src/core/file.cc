@@ -2,8 +2,8 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -67,20 +67,30 @@ Result<std::vector<uint8_t>> ReadFileBytes(const std::filesystem::path& path, ui
   ZD_ASSIGN_OR_RETURN(UniqueFd fd, OpenRegularFile(path));
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return PathError(path, "cannot stat", errno);
-  const auto size = static_cast<uint64_t>(st.st_size);
-  if (size > max_bytes) {
+  auto too_large = [&](uint64_t size) {
     return ResourceExhaustedError(path.string() + ": file of " + std::to_string(size) +
                                   " bytes exceeds the limit of " + std::to_string(max_bytes));
-  }
-  std::vector<uint8_t> bytes(static_cast<size_t>(size));
+  };
+  const auto stat_size = static_cast<uint64_t>(st.st_size);
+  if (stat_size > max_bytes) return too_large(stat_size);
+  // st_size is only a hint: kernel pseudo-files (/proc, /sys, cgroupfs) report 0 and a file may
+  // grow while it is read, so the read goes on to end of file, within the limit.
+  // One byte more than st_size, so that a regular file's end is read without growing.
+  std::vector<uint8_t> bytes(
+      static_cast<size_t>(std::min(std::max<uint64_t>(stat_size + 1, 4096), max_bytes + 1)));
   size_t done = 0;
-  while (done < bytes.size()) {
+  for (;;) {
+    if (done == bytes.size()) {
+      if (done > max_bytes) return too_large(done);
+      bytes.resize(std::min<size_t>(bytes.size() * 2, static_cast<size_t>(max_bytes) + 1));
+    }
     const ssize_t n = ::read(fd.get(), bytes.data() + done, bytes.size() - done);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return PathError(path, "read failed", errno);
-    if (n == 0) break;  // the file shrank while reading
+    if (n == 0) break;
     done += static_cast<size_t>(n);
   }
+  if (done > max_bytes) return too_large(done);
   bytes.resize(done);
   return bytes;
 }

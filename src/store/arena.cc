@@ -25,23 +25,6 @@ uint64_t RoundUp(uint64_t value, uint64_t multiple) {
   return (value + multiple - 1) / multiple * multiple;
 }
 
-// A kernel pseudo-file (/proc, /sys, cgroupfs): read to EOF, since their st_size means nothing
-// (core's ReadFileText trusts st_size and reads these as empty).
-Result<std::string> ReadPseudoFile(const std::filesystem::path& path, size_t max_bytes) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
-  if (!fd.valid()) return PathError(path, "cannot open", errno);
-  std::string text;
-  char buffer[4096];
-  while (text.size() < max_bytes) {
-    const ssize_t n = ::read(fd.get(), buffer, sizeof(buffer));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return PathError(path, "read failed", errno);
-    if (n == 0) break;
-    text.append(buffer, static_cast<size_t>(n));
-  }
-  return text;
-}
-
 std::vector<std::string_view> Lines(std::string_view text) {
   std::vector<std::string_view> lines;
   while (!text.empty()) {
@@ -63,7 +46,7 @@ std::optional<uint64_t> ParseUnsigned(std::string_view text) {
 
 // A cgroup limit file: nullopt for "max", a missing file, or v1's "no limit" (close to 2^63).
 std::optional<uint64_t> ReadLimit(const std::filesystem::path& path) {
-  Result<std::string> text = ReadPseudoFile(path, 4096);
+  Result<std::string> text = ReadFileText(path, 4096);
   if (!text.ok()) return std::nullopt;
   std::optional<uint64_t> value = ParseUnsigned(*text);
   if (!value || *value >= (uint64_t{1} << 62)) return std::nullopt;
@@ -82,7 +65,7 @@ void Tighten(std::optional<uint64_t>* limit, std::optional<uint64_t> candidate) 
 
 CgroupLimits ReadCgroupLimits() {
   CgroupLimits limits;
-  Result<std::string> cgroups = ReadPseudoFile("/proc/self/cgroup", 65536);
+  Result<std::string> cgroups = ReadFileText("/proc/self/cgroup", 65536);
   if (!cgroups.ok()) return limits;
   for (std::string_view line : Lines(*cgroups)) {
     // "hierarchy-ID:controllers:path"; v2 is "0::path", v1 memory is "N:memory:path".
@@ -150,7 +133,7 @@ Result<UniqueFd> NewMemfd(const char* name, uint64_t size, bool hugepages) {
 
 // Free huge pages of the default size (hugetlbfs), from /proc/meminfo.
 uint64_t FreeHugePages() {
-  Result<std::string> meminfo = ReadPseudoFile("/proc/meminfo", 1 << 20);
+  Result<std::string> meminfo = ReadFileText("/proc/meminfo", 1 << 20);
   if (!meminfo.ok()) return 0;
   for (std::string_view line : Lines(*meminfo)) {
     if (!line.starts_with("HugePages_Free:")) continue;
@@ -164,7 +147,7 @@ uint64_t FreeHugePages() {
 }  // namespace
 
 Result<MemoryLimit> MachineMemoryLimit() {
-  ZD_ASSIGN_OR_RETURN(std::string meminfo, ReadPseudoFile("/proc/meminfo", 1 << 20));
+  ZD_ASSIGN_OR_RETURN(std::string meminfo, ReadFileText("/proc/meminfo", 1 << 20));
   uint64_t mem_total = 0, swap_total = 0, mem_available = 0, swap_free = 0;
   for (std::string_view line : Lines(meminfo)) {
     const size_t colon = line.find(':');
@@ -201,7 +184,7 @@ Result<MemoryLimit> MachineMemoryLimit() {
 
 bool ShmemTransparentHugePagesAvailable() {
   Result<std::string> mode =
-      ReadPseudoFile("/sys/kernel/mm/transparent_hugepage/shmem_enabled", 4096);
+      ReadFileText("/sys/kernel/mm/transparent_hugepage/shmem_enabled", 4096);
   if (!mode.ok()) return false;
   return mode->find("[always]") != std::string::npos ||
          mode->find("[within_size]") != std::string::npos ||

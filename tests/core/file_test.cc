@@ -32,6 +32,14 @@ TEST(FileTest, DirectoryAndSizeLimitAreErrors) {
   EXPECT_EQ(small.status().code(), StatusCode::kResourceExhausted);
 }
 
+// /proc files report a size of 0; they are read to end of file all the same.
+TEST(FileTest, KernelPseudoFilesAreReadWhole) {
+  auto meminfo = ReadFileText("/proc/meminfo");
+  ASSERT_TRUE(meminfo.ok()) << meminfo.status().ToString();
+  EXPECT_NE(meminfo->find("MemTotal:"), std::string::npos);
+  EXPECT_EQ(ReadFileText("/proc/meminfo", 16).status().code(), StatusCode::kResourceExhausted);
+}
+
 // A FIFO would block open() until a writer comes; it is refused at once.
 TEST(FileTest, FifoIsRefusedWithoutBlocking) {
   testing::TempDir dir("core-fifo");

@@ -30,7 +30,8 @@ Status PathError(const std::filesystem::path& path, std::string_view action, int
 // file").
 Result<UniqueFd> OpenRegularFile(const std::filesystem::path& path);
 
-// Reads the whole regular file. Errors: as OpenRegularFile; files larger than max_bytes give
+// Reads the whole regular file, to end of file (kernel pseudo-files in /proc and /sys, whose size
+// reads as 0, included). Errors: as OpenRegularFile; files larger than max_bytes give
 // kResourceExhausted.
 Result<std::vector<uint8_t>> ReadFileBytes(const std::filesystem::path& path,
                                            uint64_t max_bytes = uint64_t{1} << 31);
