@@ -523,7 +523,9 @@ struct ModelManager::Impl {
 
   // --- requests ---
 
-  Result<ModelHandle> Acquire(std::string_view name, const AcquireOptions& options_in) {
+  // `request`: a request's Acquire (counted as a hit or a miss), not Load's own wait.
+  Result<ModelHandle> Acquire(std::string_view name, const AcquireOptions& options_in,
+                              bool request = true) {
     std::shared_ptr<ModelSlot> slot = FindSlot(name);
     if (!slot) return NotFoundError("model '" + std::string(name) + "' is not in the repository");
     const Deadline load_deadline = Deadline::After(options.load_timeout);
@@ -570,10 +572,10 @@ struct ModelManager::Impl {
                                        ": not ready before the deadline (still loading)");
         }
       }
-      if (missed) {
+      if (request && missed) {
         slot->stats.misses += 1;
         slot->stats.miss_wait_ms += waited.ElapsedMs();
-      } else {
+      } else if (request) {
         slot->stats.hits += 1;
       }
     }
@@ -624,7 +626,7 @@ struct ModelManager::Impl {
     for (int64_t v : targets) {
       AcquireOptions acquire;
       acquire.version = v;
-      ZD_ASSIGN_OR_RETURN(ModelHandle handle, Acquire(name, acquire));
+      ZD_ASSIGN_OR_RETURN(ModelHandle handle, Acquire(name, acquire, /*request=*/false));
     }
     return Status::Ok();
   }
@@ -886,7 +888,7 @@ Result<std::unique_ptr<ModelManager>> ModelManager::Create(ManagerOptions option
 }
 
 Result<ModelHandle> ModelManager::Acquire(std::string_view name, const AcquireOptions& options) {
-  return impl_->Acquire(name, options);
+  return impl_->Acquire(name, options, /*request=*/true);
 }
 
 Status ModelManager::Load(std::string_view name, std::optional<int64_t> version) {
