@@ -51,10 +51,19 @@ TEST(SharedThreadPoolTest, ManyBackendsRunOnOnePoolOfThreads) {
   const ConstTensorView view{input.data(), DType::kFloat32, {1, 3, 640, 640}};
   EXPECT_TRUE(backends[0]->Run(std::span<const ConstTensorView>(&view, 1)).ok());
 
-  // A backend with pools of its own still works beside them.
+  // Backends with pools of their own still work beside them, and each adds its threads: what
+  // ten models would cost without the shared pool.
   BackendOptions own;
-  own.intra_op_threads = 1;
-  EXPECT_TRUE(CreateOnnxBackend(SharedModel("yolov8n.onnx"), own).ok());
+  own.intra_op_threads = 2;
+  std::vector<std::unique_ptr<Backend>> own_backends;
+  for (int i = 0; i < 10; ++i) {
+    auto backend = CreateOnnxBackend(SharedModel("yolox-nano.onnx"), own);
+    ASSERT_TRUE(backend.ok()) << backend.status().ToString();
+    own_backends.push_back(std::move(backend).value());
+  }
+  std::printf("threads with 10 more models on pools of their own (2 intra-op threads): %d\n",
+              Threads());
+  EXPECT_GE(Threads(), threads_with_one + 10);
 }
 
 }  // namespace

@@ -4,7 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include "models_test_util.h"
@@ -491,6 +494,107 @@ TEST(OpenModelTest, ResolvesNameAndVersionFromARepository) {
             StatusCode::kNotFound);
   EXPECT_EQ(OpenModelFromRepository(repo.path(), "../m", options).status().code(),
             StatusCode::kInvalidArgument);
+}
+
+// A loader that holds the loads of chosen models until released, and charges chosen models to
+// a GPU device (run on CPU: this ONNX Runtime has no CUDA provider).
+class ControlledLoader final : public ModelLoader {
+ public:
+  explicit ControlledLoader(std::shared_ptr<ModelLoader> inner) : inner_(std::move(inner)) {}
+  Result<LoadedModel> Load(const LoadRequest& request) override {
+    {
+      std::unique_lock lock(mu_);
+      started_ += 1;
+      released_cv_.wait(lock, [&] { return !held_.count(request.name); });
+    }
+    LoadRequest on_cpu = request;
+    on_cpu.config.provider = ExecutionProvider::kCpu;
+    auto loaded = inner_->Load(on_cpu);
+    if (loaded.ok() && request.config.provider != ExecutionProvider::kCpu) {
+      loaded->charge[ConfigDevice(request.config)] = 100 << 20;
+    }
+    return loaded;
+  }
+  void Hold(const std::string& model) {
+    std::lock_guard lock(mu_);
+    held_.insert(model);
+  }
+  void Release(const std::string& model) {
+    {
+      std::lock_guard lock(mu_);
+      held_.erase(model);
+    }
+    released_cv_.notify_all();
+  }
+  int started() {
+    std::lock_guard lock(mu_);
+    return started_;
+  }
+
+ private:
+  std::shared_ptr<ModelLoader> inner_;
+  std::mutex mu_;
+  std::condition_variable released_cv_;
+  std::set<std::string> held_;
+  int started_ = 0;
+};
+
+TEST(LoaderPoolTest, ASlowLoadTimesOutItsWaitersAndDoesNotBlockOtherModels) {
+  ZD_REQUIRE_GENERATED_MODELS();
+  TempDir repo("models_pool");
+  AddVersion(repo.path(), "slow", 1, GeneratedModel("v5_const.onnx"));
+  AddVersion(repo.path(), "fast", 1, GeneratedModel("v5_const.onnx"));
+  auto loader = std::make_shared<ControlledLoader>(CreateOnnxModelLoader({}));
+  loader->Hold("slow");
+  ManagerOptions options = Options(repo.path());
+  options.loader = loader;
+  options.loader_threads = 2;
+  options.load_timeout = std::chrono::milliseconds(200);
+  auto manager = ModelManager::Create(options);
+  ASSERT_TRUE(manager.ok());
+  ASSERT_TRUE((*manager)->LoadAsync("slow").ok());
+  ASSERT_TRUE(WaitFor([&] { return loader->started() == 1; }));
+  // The other loader thread serves another model meanwhile.
+  EXPECT_TRUE((*manager)->Acquire("fast").ok());
+  auto slow = (*manager)->Acquire("slow");
+  EXPECT_EQ(slow.status().code(), StatusCode::kDeadlineExceeded) << slow.status().ToString();
+  // The held load stops at its first check after the timeout and fails; a timed-out model
+  // stays failed (no retry storm on a model that keeps timing out) until it is loaded again.
+  loader->Release("slow");
+  ASSERT_TRUE(WaitFor([&] { return FindStats((*manager)->Stats(), "slow")->failed_loads == 1; }));
+  EXPECT_TRUE(Contains(FindStats((*manager)->Stats(), "slow")->reason, "timed out"));
+  EXPECT_EQ((*manager)->Acquire("slow").status().code(), StatusCode::kDeadlineExceeded);
+  EXPECT_TRUE((*manager)->Load("slow").ok());
+  EXPECT_TRUE((*manager)->Acquire("slow").ok());
+}
+
+TEST(DeviceBudgetTest, EachDeviceHasItsOwnBudget) {
+  ZD_REQUIRE_GENERATED_MODELS();
+  TempDir repo("models_devices");
+  for (const char* name : {"gpu_a", "gpu_b", "cpu_a", "cpu_b"}) {
+    AddVersion(repo.path(), name, 1, GeneratedModel("v5_const.onnx"));
+  }
+  WriteFile(repo.path() / "gpu_a" / "config.yaml", "provider: cuda\ndevice: 0\n");
+  WriteFile(repo.path() / "gpu_b" / "config.yaml", "provider: cuda\ndevice: 0\n");
+  ManagerOptions options = Options(repo.path());
+  options.loader = std::make_shared<ControlledLoader>(CreateOnnxModelLoader({}));
+  options.budgets["cuda:0"] = {0, 150 << 20};  // one 100 MiB model
+  options.budgets["cpu"] = {2, 0};
+  auto manager = ModelManager::Create(options);
+  ASSERT_TRUE(manager.ok());
+  ModelManager& m = **manager;
+  for (const char* name : {"cpu_a", "gpu_a", "cpu_b", "gpu_b"}) {
+    ASSERT_TRUE(m.Acquire(name).ok()) << name;
+  }
+  const ManagerStats stats = m.Stats();
+  EXPECT_EQ(FindStats(stats, "gpu_a")->state, ModelState::kUnloaded);  // evicted by gpu_b
+  EXPECT_EQ(FindStats(stats, "gpu_b")->bytes.at("cuda:0"), 100u << 20);
+  EXPECT_EQ(FindStats(stats, "cpu_a")->state, ModelState::kReady);  // the CPU budget holds 2
+  EXPECT_EQ(FindStats(stats, "cpu_b")->state, ModelState::kReady);
+  EXPECT_EQ(stats.devices.at("cuda:0").bytes_used, 100u << 20);
+  EXPECT_EQ(stats.devices.at("cuda:0").bytes_budget, 150u << 20);
+  EXPECT_EQ(stats.devices.at("cuda:0").models_loaded, 1u);
+  EXPECT_EQ(stats.devices.at("cpu").models_loaded, 2u);
 }
 
 }  // namespace

@@ -67,9 +67,11 @@ struct ManagerOptions {
   // Loads run on this many threads (as Triton's --model-load-thread-count), so one slow model
   // does not hold up the others.
   int loader_threads = 2;
-  // A load (waiting for room, sessions, warm-up) that takes longer fails with
-  // kDeadlineExceeded (ONNX Runtime cannot interrupt a session being created: its thread is
-  // busy until it returns, and the result is then discarded).
+  // How long a load may take (waiting for room, sessions, warm-up). Requests waiting for it
+  // fail with kDeadlineExceeded when it passes; the load itself stops at its next check (between
+  // instances and warm-up runs) and fails with kDeadlineExceeded. ONNX Runtime cannot interrupt
+  // a session being created: a load stuck there keeps its loader thread until it returns, and
+  // if it then succeeds, the version serves later requests.
   std::chrono::milliseconds load_timeout{120000};
   // The optimized-graph cache (graph_cache.h); empty: none.
   std::filesystem::path graph_cache_dir;
