@@ -24,7 +24,7 @@ using ::zerodet::testing::TempDir;
 
 #if defined(__SANITIZE_THREAD__)
 constexpr bool kSmallModels = true;
-constexpr int kRequestsPerThread = 40;
+constexpr int kRequestsPerThread = 100;
 #else
 constexpr bool kSmallModels = false;
 constexpr int kRequestsPerThread = 8;
@@ -38,7 +38,8 @@ TEST(ManagerConcurrencyTest, RandomRequestsOverSixModelsUnderABudgetOfTwo) {
     const std::string name = "model" + std::to_string(i);
     if (kSmallModels) {
       ZD_REQUIRE_GENERATED_MODELS();
-      AddVersion(repo.path(), name, 1, GeneratedModel(i % 2 ? "dynamic_v8.onnx" : "v5_const.onnx"));
+      AddVersion(repo.path(), name, 1,
+                 GeneratedModel(i % 2 ? "v5_const_nometa.onnx" : "v5_const.onnx"));
     } else {
       AddVersion(repo.path(), name, 1, SharedModel(RealModelFiles()[static_cast<size_t>(i)]));
     }

@@ -1,6 +1,8 @@
-// The model manager on real models (../shared/models) and small generated ones: loading on first
-// use, warm-up, errors in the index, budgets and LRU eviction, pinned models, single flight,
-// versions and traffic splits, hot swap under load, the optimized-graph cache and the watcher.
+// The model manager on small generated models (fast enough for ThreadSanitizer, which runs this
+// suite in CI): errors in the index, budgets and LRU eviction, pinned models, single flight,
+// handles that outlive eviction, versions and traffic splits, hot swap under load and the
+// watcher, the loader pool and its timeout, per-device budgets. manager_real_models_test.cc has
+// the real models.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -19,8 +21,10 @@ namespace {
 using ::zerodet::testing::AddVersion;
 using ::zerodet::testing::CopyVersion;
 using ::zerodet::testing::CountingLoader;
+using ::zerodet::testing::FindStats;
+using ::zerodet::testing::FindVersion;
 using ::zerodet::testing::GeneratedModel;
-using ::zerodet::testing::SharedImage;
+using ::zerodet::testing::ManagerTestOptions;
 using ::zerodet::testing::SharedModel;
 using ::zerodet::testing::TempDir;
 using ::zerodet::testing::WaitFor;
@@ -28,65 +32,6 @@ using ::zerodet::testing::WriteFile;
 
 bool Contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
-}
-
-// Every manager of the process asks for the same shared pool (it is process-wide).
-ManagerOptions Options(const std::filesystem::path& repo) {
-  ManagerOptions options;
-  options.repository = repo;
-  options.thread_pool = {2, 1};
-  options.watch = false;
-  options.settle = std::chrono::milliseconds(0);
-  options.load_timeout = std::chrono::seconds(60);
-  return options;
-}
-
-// A copy: the stats are a snapshot the caller does not keep.
-std::optional<ModelStats> FindStats(const ManagerStats& stats, const std::string& name) {
-  for (const ModelStats& m : stats.models) {
-    if (m.name == name) return m;
-  }
-  return std::nullopt;
-}
-
-const VersionStats* FindVersion(const ModelStats& stats, int64_t version) {
-  for (const VersionStats& v : stats.versions) {
-    if (v.version == version) return &v;
-  }
-  return nullptr;
-}
-
-TEST(ModelManagerTest, LoadsOnFirstUseWarmsUpAndServesRealDetections) {
-  TempDir repo("models_manager");
-  AddVersion(repo.path(), "yolov8n", 1, SharedModel("yolov8n.onnx"));
-  WriteFile(repo.path() / "yolov8n" / "config.yaml", "warmup: 2\n");
-  auto manager = ModelManager::Create(Options(repo.path()));
-  ASSERT_TRUE(manager.ok()) << manager.status().ToString();
-  EXPECT_EQ(FindStats((*manager)->Stats(), "yolov8n")->state, ModelState::kUnloaded);
-
-  auto handle = (*manager)->Acquire("yolov8n");
-  ASSERT_TRUE(handle.ok()) << handle.status().ToString();
-  EXPECT_EQ(handle->name(), "yolov8n");
-  EXPECT_EQ(handle->version(), 1);
-  auto result = handle->detector().DetectFile(SharedImage("dog.jpg"));
-  ASSERT_TRUE(result.ok()) << result.status().ToString();
-  ASSERT_FALSE(result->detections.empty());
-  EXPECT_EQ(result->detections[0].class_id, 16);  // dog, as the reference
-  handle->Release();
-
-  ASSERT_TRUE((*manager)->Acquire("yolov8n").ok());
-  const ManagerStats stats = (*manager)->Stats();
-  const std::optional<ModelStats> model = FindStats(stats, "yolov8n");
-  EXPECT_EQ(model->state, ModelState::kReady);
-  EXPECT_EQ(model->loads, 1u);
-  EXPECT_EQ(model->misses, 1u);
-  EXPECT_EQ(model->hits, 1u);
-  EXPECT_GT(model->last_warmup_ms, 0);
-  EXPECT_EQ(model->load_ms.count(), 1u);
-  EXPECT_GT(model->bytes.at("cpu"), 10u << 20);  // what the load took, measured
-  EXPECT_EQ(FindVersion(*model, 1)->charge_source, "rss");
-  EXPECT_DOUBLE_EQ(stats.hit_rate, 0.5);
-  EXPECT_EQ(stats.devices.at("cpu").models_loaded, 1u);
 }
 
 TEST(ModelManagerTest, BrokenModelsShowTheirReasonAndNeverBreakTheOthers) {
@@ -102,7 +47,7 @@ TEST(ModelManagerTest, BrokenModelsShowTheirReasonAndNeverBreakTheOthers) {
       repo.path() / "triton" / "config.pbtxt",
       "platform: \"onnxruntime_onnx\"\nsequence_batching { }\nresponse_cache { enable: true }\n");
   AddVersion(repo.path(), "triton", 1, GeneratedModel("v5_const.onnx"));
-  auto manager = ModelManager::Create(Options(repo.path()));
+  auto manager = ModelManager::Create(ManagerTestOptions(repo.path()));
   ASSERT_TRUE(manager.ok()) << manager.status().ToString();
   ModelManager& m = **manager;
 
@@ -136,18 +81,18 @@ TEST(ModelManagerTest, BrokenModelsShowTheirReasonAndNeverBreakTheOthers) {
 
 TEST(ModelManagerTest, EmptyRepositoryAndMissingRepository) {
   TempDir repo("models_manager");
-  auto manager = ModelManager::Create(Options(repo.path()));
+  auto manager = ModelManager::Create(ManagerTestOptions(repo.path()));
   ASSERT_TRUE(manager.ok());
   EXPECT_TRUE((*manager)->Index().models.empty());
   EXPECT_EQ((*manager)->Acquire("yolov8n").status().code(), StatusCode::kNotFound);
-  EXPECT_EQ(ModelManager::Create(Options(repo.path() / "none")).status().code(),
+  EXPECT_EQ(ModelManager::Create(ManagerTestOptions(repo.path() / "none")).status().code(),
             StatusCode::kNotFound);
 }
 
 TEST(ModelManagerTest, AModelLargerThanTheBudgetFailsWithBothSizes) {
   TempDir repo("models_manager");
   AddVersion(repo.path(), "yolov8n", 1, SharedModel("yolov8n.onnx"));
-  ManagerOptions options = Options(repo.path());
+  ManagerOptions options = ManagerTestOptions(repo.path());
   options.budgets["cpu"] = {0, 4 << 20};
   auto manager = ModelManager::Create(options);
   ASSERT_TRUE(manager.ok());
@@ -170,7 +115,7 @@ class BudgetTest : public ::testing::Test {
     for (const char* name : {"a", "b", "c", "pinned"}) loader_->SetCharge(name, 10 << 20);
   }
   std::unique_ptr<ModelManager> Make(DeviceBudget budget) {
-    ManagerOptions options = Options(repo_.path());
+    ManagerOptions options = ManagerTestOptions(repo_.path());
     options.budgets["cpu"] = budget;
     options.loader = loader_;
     auto manager = ModelManager::Create(options);
@@ -284,7 +229,7 @@ class VersionTest : public ::testing::Test {
  protected:
   void SetUp() override { ZD_REQUIRE_GENERATED_MODELS(); }
   std::unique_ptr<ModelManager> Make(bool watch = false) {
-    ManagerOptions options = Options(repo_.path());
+    ManagerOptions options = ManagerTestOptions(repo_.path());
     options.watch = watch;
     options.poll_interval = std::chrono::milliseconds(50);
     auto manager = ModelManager::Create(options);
@@ -437,52 +382,13 @@ TEST_F(VersionTest, HotSwapAndVersionsAddedAndRemovedUnderLoadFailNoRequest) {
   EXPECT_EQ(failures.load(), 0);
 }
 
-TEST(GraphCacheTest, TheSecondLoadComesFromTheOptimizedGraphWithTheSameDetections) {
-  TempDir repo("models_graph");
-  TempDir cache("models_graph_cache");
-  AddVersion(repo.path(), "yolov8n", 1, SharedModel("yolov8n.onnx"));
-  std::vector<Detection> first_detections;
-  for (int round = 0; round < 2; ++round) {
-    ManagerOptions options = Options(repo.path());
-    options.graph_cache_dir = cache.path();
-    auto manager = ModelManager::Create(options);
-    ASSERT_TRUE(manager.ok());
-    auto handle = (*manager)->Acquire("yolov8n");
-    ASSERT_TRUE(handle.ok()) << handle.status().ToString();
-    EXPECT_EQ(handle->detector().model_info().loaded_from_optimized_graph, round == 1);
-    auto result = handle->detector().DetectFile(SharedImage("dog.jpg"));
-    ASSERT_TRUE(result.ok());
-    if (round == 0) {
-      first_detections = result->detections;
-      continue;
-    }
-    ASSERT_EQ(result->detections.size(), first_detections.size());
-    for (size_t i = 0; i < first_detections.size(); ++i) {
-      EXPECT_EQ(result->detections[i].class_id, first_detections[i].class_id);
-      EXPECT_NEAR(result->detections[i].score, first_detections[i].score, 1e-4);
-    }
-    EXPECT_TRUE(FindVersion(*FindStats((*manager)->Stats(), "yolov8n"), 1)->from_graph_cache);
-  }
-  // A damaged cache file is rebuilt, not fatal.
-  for (const auto& entry : std::filesystem::directory_iterator(cache.path())) {
-    WriteFile(entry.path(), "damaged");
-  }
-  ManagerOptions options = Options(repo.path());
-  options.graph_cache_dir = cache.path();
-  auto manager = ModelManager::Create(options);
-  ASSERT_TRUE(manager.ok());
-  auto handle = (*manager)->Acquire("yolov8n");
-  ASSERT_TRUE(handle.ok()) << handle.status().ToString();
-  EXPECT_FALSE(handle->detector().model_info().loaded_from_optimized_graph);
-}
-
 TEST(OpenModelTest, ResolvesNameAndVersionFromARepository) {
   ZD_REQUIRE_GENERATED_MODELS();
   TempDir repo("models_open");
   AddVersion(repo.path(), "m", 1, GeneratedModel("v5_const.onnx"));
   AddVersion(repo.path(), "m", 2, GeneratedModel("v5_const_nometa.onnx"));
   WriteFile(repo.path() / "m" / "config.yaml", "version_policy: all\n");
-  ManagerOptions options = Options(repo.path());
+  ManagerOptions options = ManagerTestOptions(repo.path());
   auto latest = OpenModelFromRepository(repo.path(), "m", options);
   ASSERT_TRUE(latest.ok()) << latest.status().ToString();
   EXPECT_EQ(latest->handle.version(), 2);
@@ -546,7 +452,7 @@ TEST(LoaderPoolTest, ASlowLoadTimesOutItsWaitersAndDoesNotBlockOtherModels) {
   AddVersion(repo.path(), "fast", 1, GeneratedModel("v5_const.onnx"));
   auto loader = std::make_shared<ControlledLoader>(CreateOnnxModelLoader({}));
   loader->Hold("slow");
-  ManagerOptions options = Options(repo.path());
+  ManagerOptions options = ManagerTestOptions(repo.path());
   options.loader = loader;
   options.loader_threads = 2;
   options.load_timeout = std::chrono::milliseconds(200);
@@ -576,7 +482,7 @@ TEST(DeviceBudgetTest, EachDeviceHasItsOwnBudget) {
   }
   WriteFile(repo.path() / "gpu_a" / "config.yaml", "provider: cuda\ndevice: 0\n");
   WriteFile(repo.path() / "gpu_b" / "config.yaml", "provider: cuda\ndevice: 0\n");
-  ManagerOptions options = Options(repo.path());
+  ManagerOptions options = ManagerTestOptions(repo.path());
   options.loader = std::make_shared<ControlledLoader>(CreateOnnxModelLoader({}));
   options.budgets["cuda:0"] = {0, 150 << 20};  // one 100 MiB model
   options.budgets["cpu"] = {2, 0};

@@ -14,11 +14,13 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "test_models.h"
 #include "test_support.h"
 #include "zerodet/models/model_loader.h"
+#include "zerodet/models/model_manager.h"
 
 namespace zerodet::testing {
 
@@ -107,5 +109,31 @@ class CountingLoader final : public ModelLoader {
   std::map<std::string, uint64_t> charges_;
   int max_concurrent_same_ = 0;
 };
+
+// Every manager of the process asks for the same shared pool (it is process-wide).
+inline ManagerOptions ManagerTestOptions(const std::filesystem::path& repo) {
+  ManagerOptions options;
+  options.repository = repo;
+  options.thread_pool = {2, 1};
+  options.watch = false;
+  options.settle = std::chrono::milliseconds(0);
+  options.load_timeout = std::chrono::seconds(60);
+  return options;
+}
+
+// A copy: the stats are a snapshot the caller does not keep.
+inline std::optional<ModelStats> FindStats(const ManagerStats& stats, const std::string& name) {
+  for (const ModelStats& m : stats.models) {
+    if (m.name == name) return m;
+  }
+  return std::nullopt;
+}
+
+inline const VersionStats* FindVersion(const ModelStats& stats, int64_t version) {
+  for (const VersionStats& v : stats.versions) {
+    if (v.version == version) return &v;
+  }
+  return nullptr;
+}
 
 }  // namespace zerodet::testing
