@@ -129,6 +129,21 @@ Result<nlohmann::ordered_json> ColdLoads(const ModelsBenchOptions& bench,
   return out;
 }
 
+// The process's threads with one model loaded and with all of them (one shared ONNX Runtime
+// pool, the manager's loader and watcher threads).
+Result<nlohmann::ordered_json> Threads(const ModelsBenchOptions& bench,
+                                       const std::vector<std::string>& models) {
+  ManagerOptions options = BaseOptions(bench);
+  options.watch = true;
+  ZD_ASSIGN_OR_RETURN(auto manager, ModelManager::Create(options));
+  ZD_RETURN_IF_ERROR(manager->Load(models[0]));
+  ZD_ASSIGN_OR_RETURN(int one, ProcessThreadCount());
+  for (const std::string& name : models) ZD_RETURN_IF_ERROR(manager->Load(name));
+  ZD_ASSIGN_OR_RETURN(int all, ProcessThreadCount());
+  return nlohmann::ordered_json{
+      {"one_model_loaded", one}, {"models_loaded", models.size()}, {"all_models_loaded", all}};
+}
+
 // Acquire + release of `name`, `iterations` times, one sample per pair (ns).
 Result<std::vector<double>> HitLoop(ModelManager& manager, const std::string& name,
                                     int iterations) {
@@ -246,6 +261,7 @@ Result<nlohmann::ordered_json> MeasureModels(const ModelsBenchOptions& bench) {
                                 {"models", models},
                                 {"onnxruntime", OnnxRuntimeVersion()},
                                 {"shared_intra_op_threads", bench.threads}};
+  ZD_ASSIGN_OR_RETURN(out["threads"], Threads(bench, models));
   ZD_ASSIGN_OR_RETURN(out["cold_load"], ColdLoads(bench, models));
   ZD_ASSIGN_OR_RETURN(out["cache_hit"], CacheHits(bench, models));
   nlohmann::ordered_json stream = nlohmann::ordered_json::object();

@@ -729,8 +729,13 @@ struct ModelManager::Impl {
   void WatchLoop() {
     std::vector<std::filesystem::path> completed;
     while (true) {
-      const auto timeout = scanner.pending_files() ? std::min(options.settle, options.poll_interval)
-                                                   : options.poll_interval;
+      bool pending = false;
+      {
+        std::lock_guard lock(scan_mu);
+        pending = scanner.pending_files();
+      }
+      const auto timeout =
+          pending ? std::min(options.settle, options.poll_interval) : options.poll_interval;
       completed.clear();
       if (!watcher->Wait(timeout, completed)) return;
       {
