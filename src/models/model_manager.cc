@@ -116,7 +116,11 @@ std::string Mib(uint64_t bytes) {
   return buffer;
 }
 
-thread_local std::mt19937_64 route_random{std::random_device{}()};
+// Per-thread, so that picking a version of a traffic split takes no lock. Seeded from the clock
+// and the thread (std::random_device may throw).
+thread_local std::mt19937_64 route_random{
+    static_cast<uint64_t>(MonotonicNowNs()) ^
+    static_cast<uint64_t>(std::hash<std::thread::id>{}(std::this_thread::get_id()))};
 
 }  // namespace
 
