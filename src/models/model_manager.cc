@@ -77,7 +77,7 @@ struct VersionSlot {
   Status error;                           // the last load failure
   std::shared_ptr<LoadedVersion> loaded;  // while ready
   FileIdentity loaded_identity;
-  FileIdentity loaded_config_identity;
+  ConfigIdentity loaded_config_identity;
   bool load_in_flight = false;  // a load or reload of this version is queued or running
   bool reload_wanted = false;   // the file or config changed while a load was in flight
 };
@@ -262,7 +262,7 @@ struct ModelManager::Impl {
   void RunLoad(const std::shared_ptr<ModelSlot>& slot, int64_t version) {
     LoadRequest request;
     uint64_t estimate = 0;
-    FileIdentity config_identity;
+    ConfigIdentity config_identity;
     bool first_load = false;
     Status gone;
     {
@@ -332,7 +332,7 @@ struct ModelManager::Impl {
   // Publishes the outcome of a load of `version` and wakes its waiters.
   void FinishLoad(ModelSlot& slot, int64_t version, const Status& status,
                   std::shared_ptr<LoadedVersion> ready, const FileIdentity& identity,
-                  const FileIdentity& config_identity) {
+                  const ConfigIdentity& config_identity) {
     Drop drop;
     {
       std::lock_guard lock(slot.mu);

@@ -48,20 +48,11 @@ std::optional<int64_t> ParseVersion(std::string_view text) {
   return value;
 }
 
-// A combined identity of the config files (mixing both identities, so a change of either shows).
-FileIdentity ConfigIdentity(const fs::path& dir) {
-  FileIdentity combined;
-  uint64_t salt = 1;
-  for (const char* file : {"config.pbtxt", "config.yaml"}) {
-    if (auto identity = Identify(dir / file)) {
-      combined.device ^= identity->device * salt;
-      combined.inode ^= identity->inode * salt;
-      combined.size ^= identity->size * salt;
-      combined.mtime_ns ^= identity->mtime_ns * static_cast<int64_t>(salt);
-    }
-    salt = 1000003;
-  }
-  return combined;
+ConfigIdentity IdentifyConfigs(const fs::path& dir) {
+  ConfigIdentity identity;
+  identity.pbtxt = Identify(dir / "config.pbtxt").value_or(FileIdentity{});
+  identity.yaml = Identify(dir / "config.yaml").value_or(FileIdentity{});
+  return identity;
 }
 
 // 'text' (appended piecewise: GCC 12 warns falsely, -Wrestrict, about "'" + std::string).
@@ -177,7 +168,7 @@ ModelEntry RepositoryScanner::ScanModel(const fs::path& dir, const std::string& 
     }
   }
   // Configs are parsed again only when one of their files changed.
-  model.config_identity = ConfigIdentity(dir);
+  model.config_identity = IdentifyConfigs(dir);
   CachedConfig& cached = configs_[dir];
   if (!cached.valid || !(cached.identity == model.config_identity)) {
     cached.valid = true;

@@ -42,6 +42,13 @@ struct FileIdentity {
   friend bool operator==(const FileIdentity&, const FileIdentity&) = default;
 };
 
+// The identities of a model's config files (absent files are all zeros).
+struct ConfigIdentity {
+  FileIdentity pbtxt;
+  FileIdentity yaml;
+  friend bool operator==(const ConfigIdentity&, const ConfigIdentity&) = default;
+};
+
 struct VersionEntry {
   int64_t version = 0;
   std::filesystem::path model_path;  // REPO/<model>/<version>/<model_filename>
@@ -60,7 +67,7 @@ struct ModelEntry {
   Status status;
   ModelConfig config;  // meaningful when the config parsed
   bool config_ok = false;
-  FileIdentity config_identity;        // of config.pbtxt and config.yaml together
+  ConfigIdentity config_identity;
   std::vector<VersionEntry> versions;  // ascending
   std::vector<int64_t> served;         // ascending
 
@@ -118,7 +125,7 @@ class RepositoryScanner {
   };
   struct CachedConfig {
     bool valid = false;
-    FileIdentity identity;
+    ConfigIdentity identity;
     Result<ModelConfig> config = InternalError("unset");
   };
 
