@@ -56,6 +56,38 @@ void ClipToSource(std::vector<Detection>& detections, ImageSize source) {
   }
 }
 
+// Applies the input size and class names of `options` to the spec derived from the model.
+Status ApplyOverrides(const ModelInfo& info, const DetectorOptions& options,
+                      const std::string& model_name, ModelSpec& spec) {
+  if (options.input_width != 0 || options.input_height != 0) {
+    const int width = options.input_width;
+    const int height = options.input_height;
+    if (width < 1 || height < 1 || width > kMaxModelInputSide || height > kMaxModelInputSide) {
+      return InvalidArgumentError(fmt::format("{}: input size {}x{} is outside 1..{}", model_name,
+                                              width, height, kMaxModelInputSide));
+    }
+    const std::vector<int64_t>& shape = info.inputs[0].shape;
+    if ((shape[2] > 0 && shape[2] != height) || (shape[3] > 0 && shape[3] != width)) {
+      return InvalidArgumentError(
+          fmt::format("{}: the model's input is {}x{} (static), so it cannot run at {}x{}",
+                      model_name, shape[3], shape[2], width, height));
+    }
+    spec.input_width = width;
+    spec.input_height = height;
+  }
+  if (!options.class_names.empty()) {
+    // An end-to-end output carries class ids without a class count to check against.
+    if (spec.format != YoloFormat::kEnd2End &&
+        options.class_names.size() != spec.class_names.size()) {
+      return InvalidArgumentError(
+          fmt::format("{}: {} class names given, but the model has {} classes", model_name,
+                      options.class_names.size(), spec.class_names.size()));
+    }
+    spec.class_names = options.class_names;
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 struct Detector::Impl {
@@ -185,6 +217,7 @@ Result<std::unique_ptr<Detector>> Detector::Create(const std::filesystem::path& 
   impl->model_name = model_path.filename().string();
   ZD_ASSIGN_OR_RETURN(impl->backend, CreateOnnxBackend(model_path, options.backend));
   ZD_ASSIGN_OR_RETURN(impl->spec, InferModelSpec(impl->backend->info(), options.format));
+  ZD_RETURN_IF_ERROR(ApplyOverrides(impl->backend->info(), options, impl->model_name, impl->spec));
   const int64_t batch_dim = impl->backend->info().inputs[0].shape[0];
   impl->static_batch = batch_dim > 0 ? batch_dim : -1;
   // The input buffer's size comes from the model (a static batch, or imgsz metadata for dynamic
@@ -193,9 +226,8 @@ Result<std::unique_ptr<Detector>> Detector::Create(const std::filesystem::path& 
   const uint64_t batch = impl->static_batch > 0 ? static_cast<uint64_t>(impl->static_batch)
                                                 : static_cast<uint64_t>(options.max_batch);
   if (batch > options.max_input_bytes / plane_bytes) {
-    const std::string why = impl->static_batch > 0
-                                ? std::string("the model's static batch")
-                                : fmt::format("max_batch {}", options.max_batch);
+    const std::string why = impl->static_batch > 0 ? std::string("the model's static batch")
+                                                   : fmt::format("max_batch {}", options.max_batch);
     return ResourceExhaustedError(fmt::format(
         "{}: an input batch of {} x 3 x {} x {} floats ({}) is larger than the limit of {} "
         "bytes (DetectorOptions::max_input_bytes)",

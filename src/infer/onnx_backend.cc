@@ -9,15 +9,19 @@
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <new>
+#include <optional>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -52,22 +56,75 @@ void LogFromOrt(void* /*param*/, OrtLoggingLevel severity, const char* category,
   spdlog::log(level, "onnxruntime [{}]: {}", category ? category : "", message ? message : "");
 }
 
-// One Ort::Env per process: it owns ONNX Runtime's logging and global state, and creating a
-// second one is an error in ONNX Runtime. Initialization is thread-safe (function-local static);
-// the constructor may throw Ort::Exception, which callers catch.
+// One Ort::Env per process: it owns ONNX Runtime's logging, global state and, when asked for,
+// the shared thread pools; creating a second one is an error in ONNX Runtime. It is created on
+// first use, with shared pools when ConfigureSharedThreadPool ran first or the first backend
+// asks for them (sizes cannot change afterwards).
 //
 // The official ONNX Runtime builds record telemetry on Linux: a device id and an event database
 // under ~/.cache/Microsoft/DeveloperTools, and a /tmp/mat-debug-PID.log per process. zerodet
 // never lets it: ORT_DISABLE_TELEMETRY must be set before the first Env is created (the library
 // latches the decision), and the Env's events are disabled too.
-Ort::Env& OrtEnv() {
-  static Ort::Env env = [] {
+class OrtEnvironment {
+ public:
+  static OrtEnvironment& Get() {
+    static OrtEnvironment environment;
+    return environment;
+  }
+
+  // The Env, created without shared pools when none exists. Throws Ort::Exception.
+  Ort::Env& Env() {
+    std::lock_guard lock(mu_);
+    if (!env_) Create(std::nullopt);
+    return *env_;
+  }
+
+  // The Env, created with shared pools of these sizes (default sizes when nullopt) when none
+  // exists. Errors: kFailedPrecondition as ConfigureSharedThreadPool. Throws Ort::Exception.
+  Result<Ort::Env*> EnvWithSharedPools(std::optional<SharedThreadPoolOptions> sizes) {
+    std::lock_guard lock(mu_);
+    if (!env_) Create(sizes.value_or(SharedThreadPoolOptions{}));
+    if (!shared_) {
+      return FailedPreconditionError(
+          "ONNX Runtime's environment was created without shared thread pools (a backend with "
+          "its own pools came first): ConfigureSharedThreadPool must run before the first "
+          "backend of the process");
+    }
+    if (sizes && (sizes->intra_op_threads != shared_->intra_op_threads ||
+                  sizes->inter_op_threads != shared_->inter_op_threads)) {
+      return FailedPreconditionError("the shared thread pools already exist with " +
+                                     std::to_string(shared_->intra_op_threads) + " intra-op / " +
+                                     std::to_string(shared_->inter_op_threads) +
+                                     " inter-op threads; asked for " +
+                                     std::to_string(sizes->intra_op_threads) + " / " +
+                                     std::to_string(sizes->inter_op_threads));
+    }
+    return env_.get();
+  }
+
+ private:
+  void Create(std::optional<SharedThreadPoolOptions> shared) {
     ::setenv("ORT_DISABLE_TELEMETRY", "1", /*overwrite=*/1);
-    Ort::Env created(ORT_LOGGING_LEVEL_WARNING, "zerodet", LogFromOrt, nullptr);
-    created.DisableTelemetryEvents();
-    return created;
-  }();
-  return env;
+    if (shared) {
+      Ort::ThreadingOptions threading;
+      threading.SetGlobalIntraOpNumThreads(shared->intra_op_threads);
+      threading.SetGlobalInterOpNumThreads(shared->inter_op_threads);
+      env_ = std::make_unique<Ort::Env>(threading, LogFromOrt, nullptr, ORT_LOGGING_LEVEL_WARNING,
+                                        "zerodet");
+    } else {
+      env_ = std::make_unique<Ort::Env>(ORT_LOGGING_LEVEL_WARNING, "zerodet", LogFromOrt, nullptr);
+    }
+    env_->DisableTelemetryEvents();
+    shared_ = shared;
+  }
+
+  std::mutex mu_;
+  std::unique_ptr<Ort::Env> env_;
+  std::optional<SharedThreadPoolOptions> shared_;
+};
+
+Ort::Env& OrtEnv() {
+  return OrtEnvironment::Get().Env();
 }
 
 std::string ProviderShortName(const std::string& ort_name) {
@@ -192,7 +249,14 @@ class OnnxBackend final : public Backend {
         max_output_bytes_(options.max_output_bytes),
         input_symbols_(std::move(input_symbols)),
         output_symbols_(std::move(output_symbols)),
-        outputs_(info_.outputs.size()) {}
+        outputs_(info_.outputs.size()) {
+    if (options.shrink_arenas_after_run) {
+      std::string arenas = "cpu:0";
+      if (provider_ != ExecutionProvider::kCpu)
+        arenas += ";gpu:" + std::to_string(options.device_id);
+      run_options_.AddConfigEntry("memory.enable_memory_arena_shrinkage", arenas.c_str());
+    }
+  }
 
   const ModelInfo& info() const override { return info_; }
   ExecutionProvider provider() const override { return provider_; }
@@ -394,18 +458,24 @@ class OnnxBackend final : public Backend {
 };
 
 // Adds the execution provider to the session options. Throws Ort::Exception.
-void AppendProvider(Ort::SessionOptions& session_options, ExecutionProvider provider,
-                    int device_id) {
+void AppendProvider(Ort::SessionOptions& session_options, ExecutionProvider provider, int device_id,
+                    const std::map<std::string, std::string>& provider_options) {
   const OrtApi& api = Ort::GetApi();
   const std::string device = std::to_string(device_id);
-  const char* keys[] = {"device_id"};
-  const char* values[] = {device.c_str()};
+  std::vector<const char*> keys = {"device_id"};
+  std::vector<const char*> values = {device.c_str()};
+  for (const auto& [key, value] : provider_options) {
+    if (key == "device_id") continue;
+    keys.push_back(key.c_str());
+    values.push_back(value.c_str());
+  }
   if (provider == ExecutionProvider::kTensorRT) {
     OrtTensorRTProviderOptionsV2* trt = nullptr;
     Ort::ThrowOnError(api.CreateTensorRTProviderOptions(&trt));
     std::unique_ptr<OrtTensorRTProviderOptionsV2, decltype(api.ReleaseTensorRTProviderOptions)>
         trt_owner(trt, api.ReleaseTensorRTProviderOptions);
-    Ort::ThrowOnError(api.UpdateTensorRTProviderOptions(trt, keys, values, 1));
+    Ort::ThrowOnError(
+        api.UpdateTensorRTProviderOptions(trt, keys.data(), values.data(), keys.size()));
     session_options.AppendExecutionProvider_TensorRT_V2(*trt);
   }
   // TensorRT falls back to CUDA for the nodes it does not take, so both are appended.
@@ -414,7 +484,9 @@ void AppendProvider(Ort::SessionOptions& session_options, ExecutionProvider prov
     Ort::ThrowOnError(api.CreateCUDAProviderOptions(&cuda));
     std::unique_ptr<OrtCUDAProviderOptionsV2, decltype(api.ReleaseCUDAProviderOptions)> cuda_owner(
         cuda, api.ReleaseCUDAProviderOptions);
-    Ort::ThrowOnError(api.UpdateCUDAProviderOptions(cuda, keys, values, 1));
+    // TensorRT's options are not CUDA's: the CUDA fallback gets the device only.
+    const size_t count = provider == ExecutionProvider::kCuda ? keys.size() : 1;
+    Ort::ThrowOnError(api.UpdateCUDAProviderOptions(cuda, keys.data(), values.data(), count));
     session_options.AppendExecutionProvider_CUDA_V2(*cuda);
   }
 }
@@ -433,6 +505,17 @@ Result<GraphOptimizationLevel> ToOrtOptimizationLevel(int level) {
       return InvalidArgumentError("graph_optimization_level must be 0..3, got " +
                                   std::to_string(level));
   }
+}
+
+// ONNX Runtime would block forever opening a FIFO: the type is checked without blocking.
+Status CheckModelFile(const std::filesystem::path& path) {
+  ZD_ASSIGN_OR_RETURN(UniqueFd fd, OpenRegularFile(path));
+  struct stat st {};
+  // ONNX Runtime parses an empty file as a model without a graph and fails generically.
+  if (::fstat(fd.get(), &st) == 0 && st.st_size == 0) {
+    return CorruptDataError(path.string() + ": the file is empty (not a valid ONNX model)");
+  }
+  return Status::Ok();
 }
 
 Result<std::unique_ptr<Backend>> CreateOnnxBackendOrThrow(const std::filesystem::path& path,
@@ -460,40 +543,99 @@ Result<std::unique_ptr<Backend>> CreateOnnxBackendOrThrow(const std::filesystem:
   ZD_ASSIGN_OR_RETURN(GraphOptimizationLevel level,
                       ToOrtOptimizationLevel(options.graph_optimization_level));
 
-  // ONNX Runtime would block forever opening a FIFO: the type is checked without blocking.
-  {
-    ZD_ASSIGN_OR_RETURN(UniqueFd fd, OpenRegularFile(path));
-    struct stat st {};
-    // ONNX Runtime parses an empty file as a model without a graph and fails generically.
-    if (::fstat(fd.get(), &st) == 0 && st.st_size == 0) {
-      return CorruptDataError(path.string() + ": the file is empty (not a valid ONNX model)");
-    }
+  if (options.shared_thread_pool &&
+      (options.intra_op_threads != 0 || options.inter_op_threads != 0)) {
+    return InvalidArgumentError(
+        "a backend on the shared thread pools cannot ask for threads of its own (intra_op_threads "
+        "and inter_op_threads must be 0)");
+  }
+  ZD_RETURN_IF_ERROR(CheckModelFile(path));
+  Ort::Env* env = &OrtEnv();
+  if (options.shared_thread_pool) {
+    ZD_ASSIGN_OR_RETURN(env, OrtEnvironment::Get().EnvWithSharedPools(std::nullopt));
   }
 
-  Ort::SessionOptions session_options;
-  session_options.SetIntraOpNumThreads(options.intra_op_threads);
-  session_options.SetInterOpNumThreads(options.inter_op_threads);
-  session_options.SetGraphOptimizationLevel(level);
-  if (options.inter_op_threads > 1) session_options.SetExecutionMode(ORT_PARALLEL);
-  if (options.provider != ExecutionProvider::kCpu) {
-    try {
-      AppendProvider(session_options, options.provider, options.device_id);
-    } catch (const Ort::Exception& e) {
-      return UnavailableError(model + ": cannot start execution provider '" +
-                              std::string(ExecutionProviderName(options.provider)) +
-                              "' on device " + std::to_string(options.device_id) + ": " + e.what());
+  // Session options for a session built from the model (level as asked) or from its saved
+  // optimized graph (no optimizations: they were applied before it was saved). Throws
+  // Ort::Exception; provider failures are returned.
+  auto make_session_options =
+      [&](GraphOptimizationLevel graph_level) -> Result<Ort::SessionOptions> {
+    Ort::SessionOptions session_options;
+    if (options.shared_thread_pool) {
+      session_options.DisablePerSessionThreads();
+    } else {
+      session_options.SetIntraOpNumThreads(options.intra_op_threads);
+      session_options.SetInterOpNumThreads(options.inter_op_threads);
     }
-  }
+    session_options.SetGraphOptimizationLevel(graph_level);
+    if (options.inter_op_threads > 1) session_options.SetExecutionMode(ORT_PARALLEL);
+    if (options.provider != ExecutionProvider::kCpu) {
+      try {
+        AppendProvider(session_options, options.provider, options.device_id,
+                       options.provider_options);
+      } catch (const Ort::Exception& e) {
+        return UnavailableError(model + ": cannot start execution provider '" +
+                                std::string(ExecutionProviderName(options.provider)) +
+                                "' on device " + std::to_string(options.device_id) + ": " +
+                                e.what());
+      }
+    }
+    return session_options;
+  };
 
   std::optional<Ort::Session> session;
-  try {
-    session.emplace(OrtEnv(), path.c_str(), session_options);
-  } catch (const Ort::Exception& e) {
-    return LoadError(e, path);
+  bool from_optimized_graph = false;
+  const std::filesystem::path& graph_path = options.optimized_graph_path;
+  const bool use_graph_cache =
+      !graph_path.empty() && options.provider != ExecutionProvider::kTensorRT;
+  if (use_graph_cache && CheckModelFile(graph_path).ok()) {
+    ZD_ASSIGN_OR_RETURN(Ort::SessionOptions cached_options,
+                        make_session_options(GraphOptimizationLevel::ORT_DISABLE_ALL));
+    try {
+      session.emplace(*env, graph_path.c_str(), cached_options);
+      from_optimized_graph = true;
+    } catch (const Ort::Exception& e) {
+      // A damaged or foreign cache file is rebuilt from the model below.
+      spdlog::warn("{}: optimized graph {} cannot be loaded ({}); rebuilding it", model,
+                   graph_path.string(), e.what());
+      std::error_code ignored;
+      std::filesystem::remove(graph_path, ignored);
+    }
+  }
+  std::filesystem::path graph_temp;
+  if (!session) {
+    ZD_ASSIGN_OR_RETURN(Ort::SessionOptions session_options, make_session_options(level));
+    if (use_graph_cache) {
+      // ONNX Runtime writes the file while it builds the session: into a name of this thread's
+      // own, renamed into place only when the session (and so the file) is complete.
+      graph_temp = graph_path;
+      graph_temp += ".tmp." + std::to_string(::getpid()) + "." +
+                    std::to_string(std::hash<std::thread::id>{}(std::this_thread::get_id()));
+      session_options.SetOptimizedModelFilePath(graph_temp.c_str());
+    }
+    try {
+      session.emplace(*env, path.c_str(), session_options);
+    } catch (const Ort::Exception& e) {
+      if (!graph_temp.empty()) {
+        std::error_code ignored;
+        std::filesystem::remove(graph_temp, ignored);
+      }
+      return LoadError(e, path);
+    }
+    if (!graph_temp.empty()) {
+      std::error_code error;
+      std::filesystem::rename(graph_temp, graph_path, error);
+      if (error) {
+        spdlog::warn("{}: cannot save its optimized graph to {}: {}", model, graph_path.string(),
+                     error.message());
+        std::filesystem::remove(graph_temp, error);
+      }
+    }
   }
 
   ModelInfo info;
   info.path = path;
+  info.loaded_from_optimized_graph = from_optimized_graph;
   Ort::AllocatorWithDefaultOptions allocator;
   std::vector<std::vector<std::string>> input_symbols;
   std::vector<std::vector<std::string>> output_symbols;
@@ -545,6 +687,25 @@ std::string_view ExecutionProviderName(ExecutionProvider provider) {
   return "unknown";
 }
 
+Status ConfigureSharedThreadPool(const SharedThreadPoolOptions& options) {
+  for (const int threads : {options.intra_op_threads, options.inter_op_threads}) {
+    if (threads < 0 || threads > kMaxBackendThreads) {
+      return InvalidArgumentError("shared thread pool size " + std::to_string(threads) +
+                                  " is outside 0.." + std::to_string(kMaxBackendThreads) +
+                                  " (0 = ONNX Runtime's default)");
+    }
+  }
+  try {
+    return OrtEnvironment::Get().EnvWithSharedPools(options).status();
+  } catch (const Ort::Exception& e) {
+    return InternalError(std::string("cannot create ONNX Runtime's environment: ") + e.what());
+  }
+}
+
+std::string OnnxRuntimeVersion() {
+  return Ort::GetVersionString();
+}
+
 std::vector<std::string> AvailableExecutionProviders() {
   std::vector<std::string> names;
   try {
@@ -578,5 +739,15 @@ Result<std::unique_ptr<Backend>> CreateOnnxBackend(const std::filesystem::path& 
 // The hook lives here because this file is linked into every such program.
 extern "C" const char* __lsan_default_suppressions() {
   return "leak:libonnxruntime.so\n";
+}
+#endif
+
+#if defined(__SANITIZE_THREAD__)
+// ONNX Runtime is not built with ThreadSanitizer: its own threads synchronize through code TSan
+// does not see (its thread pool's lock-free queues and spin-waits), so TSan reports races between
+// them inside the library (first seen when a shared thread pool starts its threads). The races
+// it can judge are zerodet's; those inside the library are not ours to fix, and are suppressed.
+extern "C" const char* __tsan_default_suppressions() {
+  return "race:libonnxruntime.so\n";
 }
 #endif

@@ -235,5 +235,51 @@ TEST(BackendTest, ModelWithUnexpectedOutputStillRuns) {
   EXPECT_FLOAT_EQ((*out)[0].f32()[5], 5.0f);
 }
 
+TEST(BackendTest, SavesItsOptimizedGraphOnceAndLoadsFromItAfterwards) {
+  ZD_REQUIRE_GENERATED_MODELS();
+  ::zerodet::testing::TempDir cache("backend_graph");
+  BackendOptions options;
+  options.intra_op_threads = 1;
+  options.optimized_graph_path = cache.path() / "v5_const.optimized.onnx";
+  std::vector<float> input(3 * 64 * 64, 0.25f);
+  const ConstTensorView view{input.data(), DType::kFloat32, {1, 3, 64, 64}};
+  std::vector<float> outputs[2];
+  for (int round = 0; round < 2; ++round) {
+    auto backend = CreateOnnxBackend(GeneratedModel("v5_const.onnx"), options);
+    ASSERT_TRUE(backend.ok()) << backend.status().ToString();
+    EXPECT_EQ((*backend)->info().loaded_from_optimized_graph, round == 1);
+    EXPECT_EQ((*backend)->info().path, GeneratedModel("v5_const.onnx"));
+    EXPECT_EQ((*backend)->info().metadata.at("names"), "{0: 'cat', 1: 'dog'}");
+    EXPECT_TRUE(std::filesystem::exists(options.optimized_graph_path));
+    auto out = (*backend)->Run(std::span<const ConstTensorView>(&view, 1));
+    ASSERT_TRUE(out.ok()) << out.status().ToString();
+    outputs[round].assign((*out)[0].f32(), (*out)[0].f32() + (*out)[0].num_elements());
+  }
+  EXPECT_EQ(outputs[0], outputs[1]);
+  // No temporary file is left behind.
+  int files = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator(cache.path())) {
+    ++files;
+  }
+  EXPECT_EQ(files, 1);
+}
+
+TEST(BackendTest, ShrinksArenasAfterEachRunWhenAsked) {
+  ZD_REQUIRE_GENERATED_MODELS();
+  BackendOptions options;
+  options.shrink_arenas_after_run = true;
+  auto backend = CreateOnnxBackend(GeneratedModel("v5_const.onnx"), options);
+  ASSERT_TRUE(backend.ok()) << backend.status().ToString();
+  std::vector<float> input(3 * 64 * 64, 0.25f);
+  const ConstTensorView view{input.data(), DType::kFloat32, {1, 3, 64, 64}};
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE((*backend)->Run(std::span<const ConstTensorView>(&view, 1)).ok());
+  }
+}
+
+TEST(BackendTest, ReportsTheOnnxRuntimeVersion) {
+  EXPECT_EQ(OnnxRuntimeVersion().rfind("1.", 0), 0u) << OnnxRuntimeVersion();
+}
+
 }  // namespace
 }  // namespace zerodet

@@ -642,5 +642,34 @@ TEST(DetectorTest, StagedBatchMatchesDetectBatch) {
   EXPECT_EQ((*detector)->RunStaged(4).status().code(), StatusCode::kInvalidArgument);
 }
 
+TEST(DetectorTest, InputSizeAndClassNamesOverrideTheModels) {
+  ZD_REQUIRE_GENERATED_MODELS();
+  DetectorOptions options;
+  options.class_names = {"kitten", "puppy"};
+  auto renamed = Detector::Create(GeneratedModel("v5_const.onnx"), options);
+  ASSERT_TRUE(renamed.ok()) << renamed.status().ToString();
+  EXPECT_EQ((*renamed)->spec().class_names, options.class_names);
+
+  options.class_names = {"one", "two", "three"};
+  auto miscounted = Detector::Create(GeneratedModel("v5_const.onnx"), options);
+  EXPECT_EQ(miscounted.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(miscounted.status().message().find("3 class names given, but the model has 2"),
+            std::string::npos)
+      << miscounted.status().message();
+
+  DetectorOptions sized;
+  sized.input_width = 320;
+  sized.input_height = 320;
+  auto static_size = Detector::Create(GeneratedModel("v5_const.onnx"), sized);
+  EXPECT_EQ(static_size.status().code(), StatusCode::kInvalidArgument);
+  // A dynamic input takes the size asked for instead of the default 640.
+  sized.input_width = 96;
+  sized.input_height = 64;
+  auto dynamic = Detector::Create(GeneratedModel("dynamic_hw.onnx"), sized);
+  ASSERT_TRUE(dynamic.ok()) << dynamic.status().ToString();
+  EXPECT_EQ((*dynamic)->spec().input_width, 96);
+  EXPECT_EQ((*dynamic)->spec().input_height, 64);
+}
+
 }  // namespace
 }  // namespace zerodet

@@ -14,6 +14,7 @@ cannot fold the graph away, while its output is known exactly:
   hostile_batch.onnx   images 100000x3x640x640 (a static batch needing 491 GB of input).
   hostile_imgsz.onnx   images 1x3xHxW (dynamic) with metadata imgsz [60000, 60000].
   hostile_output.onnx  images 1x3x32x32 -> output0 1x6x100000000 (2.4 GB, a static shape).
+  dynamic_hw.onnx      images 1x3xHxW (dynamic, no imgsz metadata) -> output0 1x6x64 zeros.
 
 The rows of v5_const are mirrored in the expectations of detector_test.cc; keep the two in sync.
 Requires the 'onnx' Python package (Debian: python3-onnx).
@@ -177,6 +178,7 @@ def main():
     save(hostile_input_model([1, 3, "height", "width"]), out, "hostile_imgsz.onnx",
          {**two_names, "imgsz": "[60000, 60000]"})
     save(hostile_output_model(), out, "hostile_output.onnx", two_names)
+    save(hostile_input_model([1, 3, "height", "width"]), out, "dynamic_hw.onnx", two_names)
 
 
 if __name__ == "__main__":

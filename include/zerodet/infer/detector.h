@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "zerodet/codec/decode.h"
@@ -32,6 +33,13 @@ struct DetectorOptions {
   // static batch or image size (from its shape or its imgsz metadata) needs more is refused
   // with kResourceExhausted at Create.
   uint64_t max_input_bytes = uint64_t{1} << 30;
+  // Input size for a model whose height and width are dynamic, instead of its imgsz metadata
+  // (or 640). 0 and 0: the model's. A model with a static size must be asked for that size.
+  int input_width = 0;
+  int input_height = 0;
+  // Class names instead of those in the model's metadata; empty: the model's. REQUIRES as many
+  // names as the model's output has classes (checked at Create).
+  std::vector<std::string> class_names;
 };
 
 // Milliseconds per stage. In DetectBatch, infer_ms is the batched Run's time divided by the number
@@ -59,8 +67,9 @@ struct DetectionResult {
 class Detector {
  public:
   // Loads the model and derives its ModelSpec. Errors as CreateOnnxBackend and InferModelSpec;
-  // kInvalidArgument for max_batch < 1; kResourceExhausted when the input buffer would exceed
-  // options.max_input_bytes.
+  // kInvalidArgument for max_batch < 1, an input size that the model's static size or
+  // kMaxModelInputSide rules out, or class names of another count than the model's classes;
+  // kResourceExhausted when the input buffer would exceed options.max_input_bytes.
   static Result<std::unique_ptr<Detector>> Create(const std::filesystem::path& model_path,
                                                   const DetectorOptions& options = {});
   ~Detector();
