@@ -38,17 +38,18 @@ Result<std::vector<std::filesystem::path>> FolderImages(const std::string& folde
 }
 
 Status RunBenchDetect(const BenchDetectArgs& args) {
-  ZD_ASSIGN_OR_RETURN(std::unique_ptr<Detector> detector, args.detector.CreateDetector());
+  ZD_ASSIGN_OR_RETURN(CommandDetector detector, args.detector.Open());
   const DecodeOptions decode = args.detector.DecodeOptionsFor(*detector);
   nlohmann::ordered_json out = {{"model", args.detector.model},
                                 {"provider", args.detector.provider},
                                 {"threads", args.detector.threads}};
-  ZD_ASSIGN_OR_RETURN(out["single"], bench::MeasureDetectOverhead(*detector, args.image, decode,
-                                                                  args.iterations, args.warmup));
+  ZD_ASSIGN_OR_RETURN(out["single"],
+                      bench::MeasureDetectOverhead(detector.get(), args.image, decode,
+                                                   args.iterations, args.warmup));
   if (!args.folder.empty()) {
     ZD_ASSIGN_OR_RETURN(std::vector<std::filesystem::path> files, FolderImages(args.folder));
     ZD_ASSIGN_OR_RETURN(out["folder"],
-                        bench::MeasureFolderThroughput(*detector, files, decode, args.rounds));
+                        bench::MeasureFolderThroughput(detector.get(), files, decode, args.rounds));
     out["folder"]["folder"] = args.folder;
   }
   PrintJsonLine(out);

@@ -138,14 +138,14 @@ Status RunDetect(const DetectArgs& args) {
   if (args.batch < 1 || args.batch > kMaxBatch) {
     return InvalidArgumentError("--batch must be in 1.." + std::to_string(kMaxBatch));
   }
-  ZD_ASSIGN_OR_RETURN(std::unique_ptr<Detector> detector, args.detector.CreateDetector(args.batch));
+  ZD_ASSIGN_OR_RETURN(CommandDetector detector, args.detector.Open(args.batch));
   if (args.store.enabled()) {
     if (!args.inputs.empty() || !args.annotate_dir.empty()) {
       return InvalidArgumentError(
           "--store reads every sample of --dataset; give no image files and no --annotate with "
           "it");
     }
-    return DetectDataset(*detector, args.store, kCommand);
+    return DetectDataset(detector.get(), args.store, kCommand);
   }
   if (args.inputs.empty()) {
     return InvalidArgumentError("give image files or directories, or --store");
@@ -167,7 +167,7 @@ Status RunDetect(const DetectArgs& args) {
     annotation_names = std::make_unique<AnnotationNames>(args.annotate_dir, files);
   }
 
-  DetectFiles(*detector, files, options, [&](FileDetection&& file) {
+  DetectFiles(detector.get(), files, options, [&](FileDetection&& file) {
     if (!file.result.ok()) {
       ReportError(kCommand, file.result.status());
       return;

@@ -106,7 +106,7 @@ Status RunEval(const EvalArgs& args) {
   if (!args.store.enabled() && !fs::is_directory(args.images_dir, ec)) {
     return NotFoundError("--images " + args.images_dir + ": not a directory");
   }
-  ZD_ASSIGN_OR_RETURN(std::unique_ptr<Detector> detector, args.detector.CreateDetector());
+  ZD_ASSIGN_OR_RETURN(CommandDetector detector, args.detector.Open());
   if (detector->spec().class_names.size() != Coco80Names().size()) {
     return InvalidArgumentError(args.detector.model + " has " +
                                 std::to_string(detector->spec().class_names.size()) +
@@ -118,12 +118,13 @@ Status RunEval(const EvalArgs& args) {
   progress.Update(0);
   size_t done = 0;
   if (args.store.enabled()) {
-    ZD_ASSIGN_OR_RETURN(std::unique_ptr<dataset::DatasetReader> dataset, args.store.Open(*detector));
+    ZD_ASSIGN_OR_RETURN(std::unique_ptr<dataset::DatasetReader> dataset,
+                        args.store.Open(detector.get()));
     for (const auto& image : gt.images) {
       // Samples are found by the annotation's file_name, as the preloader named them.
       const size_t index = dataset->Find(image.file_name);
       auto result = index < dataset->size()
-                        ? DetectStoredSample(*detector, *dataset, index)
+                        ? DetectStoredSample(detector.get(), *dataset, index)
                         : Result<DetectionResult>(NotFoundError("no such sample in the dataset"));
       if (!result.ok()) progress.Finish();
       run.Add(image.id, result, args.store.dataset + ":" + image.file_name);
@@ -146,7 +147,7 @@ Status RunEval(const EvalArgs& args) {
     DetectFilesOptions options;
     options.decode = args.detector.DecodeOptionsFor(*detector);
     size_t next = 0;
-    DetectFiles(*detector, files, options, [&](FileDetection&& file) {
+    DetectFiles(detector.get(), files, options, [&](FileDetection&& file) {
       if (!file.result.ok()) progress.Finish();
       run.Add(ids[next++], file.result, file.path.string());
       progress.Update(++done);

@@ -265,6 +265,9 @@ const ModelInfo& Detector::model_info() const {
 const DetectorOptions& Detector::options() const {
   return impl_->options;
 }
+void Detector::set_params(const DetectParams& params) {
+  impl_->options.params = params;
+}
 Backend& Detector::backend() {
   return *impl_->backend;
 }

@@ -929,11 +929,23 @@ Result<OpenedModel> OpenModelFromRepository(const std::filesystem::path& reposit
   ZD_ASSIGN_OR_RETURN(ModelRef ref, ParseModelRef(reference));
   options.repository = repository;
   options.watch = false;
+  const std::chrono::milliseconds settle = options.settle;
   OpenedModel opened;
   ZD_ASSIGN_OR_RETURN(opened.manager, ModelManager::Create(std::move(options)));
   AcquireOptions acquire;
   acquire.version = ref.version;
-  ZD_ASSIGN_OR_RETURN(opened.handle, opened.manager->Acquire(ref.name, acquire));
+  Result<ModelHandle> handle = opened.manager->Acquire(ref.name, acquire);
+  // A model file that changed moments ago (just copied in) is not loaded until it stays
+  // unchanged for `settle`: a one-shot command waits for that, a few times at most, instead of
+  // failing.
+  for (int attempt = 0;
+       attempt < 5 && !handle.ok() && handle.status().code() == StatusCode::kUnavailable;
+       ++attempt) {
+    std::this_thread::sleep_for(settle);
+    ZD_RETURN_IF_ERROR(opened.manager->Rescan());
+    handle = opened.manager->Acquire(ref.name, acquire);
+  }
+  ZD_ASSIGN_OR_RETURN(opened.handle, std::move(handle));
   return opened;
 }
 

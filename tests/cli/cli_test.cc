@@ -331,6 +331,49 @@ TEST(CliDetectTest, RunLeavesNoTelemetryFiles) {
   EXPECT_FALSE(fs::exists(fs::path("/tmp") / debug_log.filename())) << debug_log;
 }
 
+// --repo: the model comes from a repository through the model manager, and detects exactly as
+// the same file given directly.
+TEST(CliDetectTest, ModelFromARepository) {
+  ScratchDir repo("cli-repo");
+  fs::create_directories(repo.path() / "yolov8n" / "1");
+  // A copy: a symlink leaving the repository is refused (see tests/models).
+  fs::copy_file(kModel, repo.path() / "yolov8n" / "1" / "model.onnx");
+  Outcome direct = Zerodet({"detect", "--model", kModel, "--threads", "2", Image("dog.jpg")});
+  ASSERT_EQ(direct.exit_code, 0) << direct.err;
+  Outcome via_repo =
+      Zerodet({"detect", "--repo", repo.path().string(), "--model", "yolov8n:1", Image("dog.jpg")});
+  ASSERT_EQ(via_repo.exit_code, 0) << via_repo.err;
+  ASSERT_EQ(via_repo.OutLines().size(), 1u);
+  EXPECT_EQ(ParseLine(via_repo.OutLines()[0])["detections"],
+            ParseLine(direct.OutLines()[0])["detections"]);
+  // The thresholds still come from the flags.
+  Outcome strict = Zerodet({"detect", "--repo", repo.path().string(), "--model", "yolov8n",
+                            "--conf", "0.9", Image("dog.jpg")});
+  ASSERT_EQ(strict.exit_code, 0) << strict.err;
+  EXPECT_EQ(ParseLine(strict.OutLines().at(0))["detections"].size(), 1u);  // dog 0.956
+
+  Outcome unknown =
+      Zerodet({"detect", "--repo", repo.path().string(), "--model", "yolov9000", Image("dog.jpg")});
+  EXPECT_EQ(unknown.exit_code, 1);
+  ASSERT_EQ(unknown.ErrLines().size(), 1u) << unknown.err;
+  EXPECT_NE(unknown.err.find("yolov9000"), std::string::npos) << unknown.err;
+
+  Outcome configured = Zerodet({"detect", "--repo", repo.path().string(), "--model", "yolov8n",
+                                "--threads", "2", Image("dog.jpg")});
+  EXPECT_EQ(configured.exit_code, 1);
+  EXPECT_NE(configured.err.find("--threads configures a model file"), std::string::npos)
+      << configured.err;
+
+  const fs::path coco = kShared / "coco-val-tiny";
+  Outcome eval =
+      Zerodet({"eval", "--repo", repo.path().string(), "--model", "yolov8n", "--coco",
+               (coco / "instances_val2017.json").string(), "--images", (coco / "images").string()});
+  ASSERT_EQ(eval.exit_code, 0) << eval.err;
+  const double map = ParseLine(eval.OutLines().at(0))["map50_95"];
+  EXPECT_GE(map, 0.37);
+  EXPECT_LE(map, 0.38);
+}
+
 // ---------------------------------------------------------------------------------------------
 // --help everywhere
 

@@ -77,6 +77,9 @@ class Detector {
   const ModelSpec& spec() const;
   const ModelInfo& model_info() const;
   const DetectorOptions& options() const;
+  // Thresholds, NMS and the detection cap for the detections that follow (Create took them from
+  // options.params): a command's flags applied to a model a repository configured.
+  void set_params(const DetectParams& params);
   // The backend the detector runs, e.g. to time the bare model run next to Detect on the same
   // session. Not thread-safe, like the detector; outputs of a direct Run are invalidated by the
   // next Detect call.

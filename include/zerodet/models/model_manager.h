@@ -176,7 +176,8 @@ class ModelManager {
 
 // Opens `reference` ("name" or "name:version") from the repository at `repository` with a
 // manager of default options (no watching), for commands that serve one model: the manager and
-// the acquired handle. Errors: as ModelManager::Create, ParseModelRef and Acquire.
+// the acquired handle. A model file still being written (changed within `settle`) is waited for,
+// a few settle periods at most. Errors: as ModelManager::Create, ParseModelRef and Acquire.
 struct OpenedModel {
   std::unique_ptr<ModelManager> manager;
   ModelHandle handle;  // declared after the manager: released first
