@@ -28,6 +28,7 @@
 #include "shm_util.h"
 #include "zerodet/core/clock.h"
 #include "zerodet/core/log_rate_limiter.h"
+#include "zerodet/core/unix_socket.h"
 
 namespace zerodet::store {
 
@@ -69,11 +70,7 @@ struct Peer {
 };
 
 Result<Peer> ReadPeer(int fd) {
-  ucred cred{};
-  socklen_t length = sizeof(cred);
-  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &length) != 0) {
-    return ErrnoError("SO_PEERCRED", errno);
-  }
+  ZD_ASSIGN_OR_RETURN(const PeerCredentials cred, PeerCredentialsOf(fd));
   Peer peer{cred.pid, cred.uid, cred.gid, {}};
   // SO_PEERGROUPS (Linux 4.13): the groups the peer had when it connected, so supplementary
   // memberships granted by systemd's SupplementaryGroups= or a container's --group-add count.
@@ -165,14 +162,12 @@ class StoreServer::Impl {
   std::optional<internal::Arena> arena_;
   internal::SealedRegion index_;
   std::unique_ptr<internal::ObjectTable> table_;
-  UniqueFd listen_fd_, epoll_fd_, event_fd_;
+  UnixListener listener_;
+  UniqueFd epoll_fd_, event_fd_;
   // Kept open so that, when the process has no descriptors left, closing it makes room to
   // accept a connection and tell it why it is refused.
   UniqueFd reserve_fd_;
   std::optional<gid_t> group_gid_, writer_gid_;
-  bool socket_bound_ = false;
-  dev_t socket_dev_ = 0;
-  ino_t socket_ino_ = 0;
   bool listening_ = true;
   Deadline listen_resume_ = Deadline::Never();
 
@@ -189,17 +184,7 @@ class StoreServer::Impl {
 StoreServer::Impl::~Impl() {
   if (table_ != nullptr) table_->MarkClosed();
   connections_.clear();
-  if (!socket_bound_) return;
-  // Remove the socket only if it is still ours: another store may have been started on the
-  // path after ours was removed, or something else put there.
-  struct stat st {};
-  if (::lstat(options_.socket_path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) &&
-      st.st_dev == socket_dev_ && st.st_ino == socket_ino_) {
-    ::unlink(options_.socket_path.c_str());
-  } else {
-    spdlog::info("store: leaving {} in place: it is no longer this store's socket",
-                 options_.socket_path);
-  }
+  // listener_ unlinks the socket, if it is still ours, when it is destroyed.
 }
 
 Status StoreServer::Impl::Init() {
@@ -239,9 +224,9 @@ Status StoreServer::Impl::Init() {
   if (!epoll_fd_.valid() || !event_fd_.valid()) return ErrnoError("store: epoll/eventfd", errno);
   RaiseDescriptorLimit();
   reserve_fd_ = UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  ZD_RETURN_IF_ERROR(InitSocket());
+  ZD_RETURN_IF_ERROR(InitSocket().WithContext("store"));
   for (const auto& [fd, token] :
-       {std::pair{listen_fd_.get(), kListenToken}, std::pair{event_fd_.get(), kWakeToken}}) {
+       {std::pair{listener_.fd(), kListenToken}, std::pair{event_fd_.get(), kWakeToken}}) {
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u64 = token;
@@ -271,40 +256,8 @@ void StoreServer::Impl::RaiseDescriptorLimit() {
 
 Status StoreServer::Impl::InitSocket() {
   const std::string& path = options_.socket_path;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(addr.sun_path)) {
-    return InvalidArgumentError(fmt::format("store: socket path '{}' is longer than {} bytes", path,
-                                            sizeof(addr.sun_path) - 1));
-  }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  listen_fd_ = UniqueFd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!listen_fd_.valid()) return ErrnoError("store: socket", errno);
-
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) == 0) {
-    if (!S_ISSOCK(st.st_mode)) {
-      return AlreadyExistsError(fmt::format("store: '{}' exists and is not a socket", path));
-    }
-    UniqueFd probe(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-    if (::connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-      return AlreadyExistsError(fmt::format("store: another store is serving '{}'", path));
-    }
-    spdlog::info("store: replacing stale socket {}", path);
-    ::unlink(path.c_str());
-  }
-  // The socket must never exist with looser permissions than requested, even for an instant.
-  const mode_t old_umask = ::umask(0177);
-  const int bound = ::bind(listen_fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  const int bind_errno = errno;
-  ::umask(old_umask);
-  if (bound != 0) return ErrnoError(fmt::format("store: cannot bind '{}'", path), bind_errno);
-  if (::lstat(path.c_str(), &st) != 0) {
-    return ErrnoError(fmt::format("store: cannot stat its socket '{}'", path), errno);
-  }
-  socket_bound_ = true;
-  socket_dev_ = st.st_dev;
-  socket_ino_ = st.st_ino;
+  ZD_ASSIGN_OR_RETURN(listener_,
+                      UnixListener::Bind(path, {.type = SOCK_SEQPACKET, .backlog = 128}));
   if (group_gid_) {
     if (::chown(path.c_str(), static_cast<uid_t>(-1), *group_gid_) != 0 ||
         ::chmod(path.c_str(), 0660) != 0) {
@@ -312,7 +265,6 @@ Status StoreServer::Impl::InitSocket() {
                         errno);
     }
   }
-  if (::listen(listen_fd_.get(), 128) != 0) return ErrnoError("store: listen", errno);
   return Status::Ok();
 }
 
@@ -339,7 +291,7 @@ void StoreServer::Impl::PauseListening() {
   if (!listening_) return;
   epoll_event ev{};
   ev.data.u64 = kListenToken;
-  ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_MOD, listen_fd_.get(), &ev);
+  ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_MOD, listener_.fd(), &ev);
   listening_ = false;
   listen_resume_ = Deadline::After(kAcceptPause);
 }
@@ -349,7 +301,7 @@ void StoreServer::Impl::ResumeListeningIfDue() {
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = kListenToken;
-  ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_MOD, listen_fd_.get(), &ev);
+  ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_MOD, listener_.fd(), &ev);
   listening_ = true;
   listen_resume_ = Deadline::Never();
 }
@@ -362,7 +314,7 @@ bool StoreServer::Impl::AcceptWithoutDescriptors() {
     return false;
   }
   reserve_fd_.Reset();
-  UniqueFd fd(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+  UniqueFd fd(::accept4(listener_.fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
   // EAGAIN here means nothing was pending: accept() reports EMFILE before it looks.
   const bool refused = fd.valid();
   if (refused) {
@@ -381,7 +333,7 @@ bool StoreServer::Impl::AcceptWithoutDescriptors() {
 
 void StoreServer::Impl::Accept() {
   while (listening_) {
-    UniqueFd fd(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    UniqueFd fd(::accept4(listener_.fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
     if (!fd.valid()) {
       const int err = errno;
       if (err == EAGAIN || err == EWOULDBLOCK) return;
