@@ -555,6 +555,11 @@ struct ModelManager::Impl {
       bool missed = false;
       Stopwatch waited;
       while (true) {
+        if (!options_in.version && !Served(*slot, number)) {
+          // The version this request was routed to left the repository while it waited (a
+          // version removed under load): the model's routing picks the one serving now.
+          ZD_ASSIGN_OR_RETURN(number, Route(*slot));
+        }
         VersionSlot& vs = slot->versions[number];
         if (vs.state == ModelState::kReady && vs.loaded) {
           version = vs.loaded;
