@@ -9,6 +9,9 @@
 
 #include "camera_frame.h"
 #include "zerodet/core/file.h"
+#include "zerodet/core/unix_socket.h"
+#include "zerodet/models/repository.h"
+#include "zerodet/pipeline/control.h"
 
 namespace zerodet::pipeline {
 namespace {
@@ -175,16 +178,33 @@ Result<SourceConfig> ParseSource(const YAML::Node& node, const std::string& wher
 }
 
 Result<ModelConfig> ParseModel(const YAML::Node& node, const std::string& where,
-                               const fs::path& base_dir, const Context& ctx) {
+                               const fs::path& base_dir, bool have_repository, const Context& ctx) {
   ZD_RETURN_IF_ERROR(CheckKeys(
-      node, {"name", "path", "workers", "threads", "sources", "conf", "iou"}, where, ctx));
+      node, {"name", "path", "model", "workers", "threads", "sources", "conf", "iou"}, where, ctx));
   ModelConfig model;
-  ZD_RETURN_IF_ERROR(Get(node, "name", where, ctx, model.name));
-  ZD_RETURN_IF_ERROR(ValidName(model.name, where + ".name", ctx));
   std::string path;
   ZD_RETURN_IF_ERROR(Get(node, "path", where, ctx, path));
-  if (path.empty()) return ctx.Error(where + ".path", "is required (an ONNX model file)");
-  model.path = Resolve(path, base_dir);
+  ZD_RETURN_IF_ERROR(Get(node, "model", where, ctx, model.reference));
+  if (path.empty() == model.reference.empty()) {
+    return ctx.Error(where,
+                     "needs either path (an ONNX model file) or model (NAME[:VERSION] of "
+                     "the repository), not both");
+  }
+  if (!path.empty()) model.path = Resolve(path, base_dir);
+  std::string default_name;
+  if (!model.reference.empty()) {
+    if (!have_repository) {
+      return ctx.Error(where + ".model",
+                       "names a repository model, but the config has no "
+                       "repository (repository.path)");
+    }
+    auto ref = ParseModelRef(model.reference);
+    if (!ref.ok()) return ctx.Error(where + ".model", ref.status().message());
+    default_name = ref->name;
+  }
+  ZD_RETURN_IF_ERROR(Get(node, "name", where, ctx, model.name));
+  if (model.name.empty()) model.name = default_name;
+  ZD_RETURN_IF_ERROR(ValidName(model.name, where + ".name", ctx));
   ZD_RETURN_IF_ERROR(Get(node, "workers", where, ctx, model.workers));
   if (model.workers < 1 || model.workers > kMaxWorkersPerModel) {
     return OutOfRange(node, "workers", where, "1.." + std::to_string(kMaxWorkersPerModel), ctx);
@@ -254,8 +274,24 @@ Result<PipelineConfig> ParseConfig(std::string_view yaml, const fs::path& base_d
   }
   if (!root || root.IsNull()) return ctx.Error("top level", "the file is empty");
   ZD_RETURN_IF_ERROR(
-      CheckKeys(root, {"sources", "models", "output", "supervision"}, "top level", ctx));
+      CheckKeys(root, {"repository", "sources", "models", "output", "supervision", "control"},
+                "top level", ctx));
   PipelineConfig config;
+  if (const YAML::Node repository = root["repository"]) {
+    ZD_RETURN_IF_ERROR(CheckKeys(repository, {"path", "max_models", "max_bytes", "graph_cache"},
+                                 "repository", ctx));
+    std::string path;
+    ZD_RETURN_IF_ERROR(Get(repository, "path", "repository", ctx, path));
+    if (path.empty()) return ctx.Error("repository.path", "is required (a model repository)");
+    config.repository.path = Resolve(path, base_dir);
+    ZD_RETURN_IF_ERROR(
+        Get(repository, "max_models", "repository", ctx, config.repository.max_models));
+    ZD_RETURN_IF_ERROR(
+        Get(repository, "max_bytes", "repository", ctx, config.repository.max_bytes));
+    std::string cache;
+    ZD_RETURN_IF_ERROR(Get(repository, "graph_cache", "repository", ctx, cache));
+    if (!cache.empty()) config.repository.graph_cache = Resolve(cache, base_dir);
+  }
   const YAML::Node sources = root["sources"];
   if (!sources || !sources.IsSequence() || sources.size() == 0) {
     return ctx.Error("sources", "needs a list of at least one source");
@@ -276,7 +312,8 @@ Result<PipelineConfig> ParseConfig(std::string_view yaml, const fs::path& base_d
   std::set<std::string> model_names;
   for (size_t i = 0; i < models.size(); ++i) {
     const std::string where = "models[" + std::to_string(i) + "]";
-    ZD_ASSIGN_OR_RETURN(ModelConfig model, ParseModel(models[i], where, base_dir, ctx));
+    ZD_ASSIGN_OR_RETURN(ModelConfig model, ParseModel(models[i], where, base_dir,
+                                                      !config.repository.path.empty(), ctx));
     if (!model_names.insert(model.name).second) {
       return ctx.Error(where + ".name", "'" + model.name + "' is used twice");
     }
@@ -318,6 +355,20 @@ Result<PipelineConfig> ParseConfig(std::string_view yaml, const fs::path& base_d
     }
     if (config.max_restarts < 0) return ctx.Error("supervision.max_restarts", "must be >= 0");
   }
+  if (const YAML::Node control = root["control"]) {
+    ZD_RETURN_IF_ERROR(CheckKeys(control, {"socket"}, "control", ctx));
+    std::string socket;
+    ZD_RETURN_IF_ERROR(Get(control, "socket", "control", ctx, socket));
+    if (!socket.empty()) {
+      socket = Resolve(socket, base_dir);
+      if (socket.size() > MaxUnixSocketPath()) {
+        return ctx.Error("control.socket", "'" + socket + "' is longer than " +
+                                               std::to_string(MaxUnixSocketPath()) +
+                                               " bytes (a Unix socket path)");
+      }
+    }
+    config.control_socket = socket;
+  }
   ZD_RETURN_IF_ERROR(CheckLimits(config, ctx));
   return config;
 }
@@ -343,8 +394,12 @@ Result<PipelineConfig> ParsePipelineConfig(std::string_view yaml, const fs::path
 Result<PipelineConfig> LoadPipelineConfig(const fs::path& path) {
   // Never blocks: a FIFO or a device given as the config is refused (core/file.h).
   ZD_ASSIGN_OR_RETURN(const std::string text, ReadFileText(path, kMaxConfigBytes));
-  return ParsePipelineConfig(text, path.parent_path().empty() ? fs::path(".") : path.parent_path(),
-                             path.string());
+  ZD_ASSIGN_OR_RETURN(
+      PipelineConfig config,
+      ParsePipelineConfig(text, path.parent_path().empty() ? fs::path(".") : path.parent_path(),
+                          path.string()));
+  if (!config.control_socket) config.control_socket = DefaultControlSocket(path);
+  return config;
 }
 
 }  // namespace zerodet::pipeline

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,10 +21,12 @@
 #include <set>
 #include <thread>
 
+#include "control_server.h"
 #include "processes.h"
 #include "protocol.h"
 #include "zerodet/core/child_process.h"
 #include "zerodet/core/clock.h"
+#include "zerodet/models/repository.h"
 #include "zerodet/ring/frame_ring.h"
 
 namespace zerodet::pipeline {
@@ -37,6 +40,9 @@ constexpr size_t kResultSlotBytes = 64 * 1024;
 constexpr auto kStableRun = std::chrono::seconds(30);
 // After a stop request, children still running this much later are killed.
 constexpr auto kStopGrace = std::chrono::seconds(30);
+// A model switch whose workers have not all loaded the new model by then fails (the workers'
+// own load timeout is 2 minutes).
+constexpr auto kSwitchTimeout = std::chrono::seconds(150);
 
 // "zp-<pid>-<8 random hex digits>-". /dev/shm is shared by every user of the machine: a
 // predictable name (zp-<pid>-<source>) could be created first by another user, and the ring
@@ -65,6 +71,14 @@ std::string ExitDescription(int wait_status) {
 
 enum class Kind { kIngest, kWorker };
 
+// Closes both ends of a pipe or socket pair, if it was made.
+void CloseBoth(int (&fds)[2]) {
+  for (int& fd : fds) {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+}
+
 // Signal dispositions of a fresh child, whatever the embedding program set: a handler
 // inherited from it would only set that program's flag (and make the child deaf to SIGTERM, the
 // supervisor's request and the parent-death signal), and a blocked signal would stay blocked.
@@ -87,10 +101,11 @@ void PrepareChildSignals(Kind kind) {
 
 struct Child {
   Kind kind = Kind::kIngest;
-  int index = 0;   // source index (ingest) or model index (worker)
-  int worker = 0;  // worker number within its model
-  pid_t pid = -1;  // -1: not running
-  int fd = -1;     // read end of its message pipe
+  int index = 0;        // source index (ingest) or model index (worker)
+  int worker = 0;       // worker number within its model
+  pid_t pid = -1;       // -1: not running
+  int fd = -1;          // read end of its message pipe
+  int control_fd = -1;  // repository workers: the supervisor's end of their control channel
   detail::MessageReader messages;
   bool in_flight = false;  // took a frame and has not delivered its result
   int restarts = 0;        // in a row: reset once a restarted process has run a while
@@ -98,6 +113,17 @@ struct Child {
   Clock::time_point started{};
   bool done = false;               // exited for good
   Clock::time_point restart_at{};  // pid == -1 && !done: restart then
+};
+
+// A model switch waiting for the workers of its entry to load the new model.
+struct PendingSwitch {
+  uint64_t client = 0;  // the control connection to answer
+  int model = 0;        // entry index in PipelineConfig::models
+  int source = 0;       // source index
+  std::string reference;
+  std::set<int> waiting;  // worker numbers that have not answered PREPARE
+  Status failure;         // the first worker's error
+  Deadline deadline = Deadline::Never();
 };
 
 class Supervisor {
@@ -108,6 +134,12 @@ class Supervisor {
     prefix_ = options.ring_prefix.empty() ? DefaultRingPrefix() : options.ring_prefix;
     for (const SourceConfig& s : config.sources) summary_.sources[s.name] = {};
     for (const ModelConfig& m : config.models) summary_.models[m.name] = {};
+    for (size_t m = 0; m < config.models.size(); ++m) {
+      if (config.models[m].reference.empty()) continue;
+      for (const std::string& name : config.models[m].sources) {
+        assignment_[{static_cast<int>(m), SourceIndex(name)}] = config.models[m].reference;
+      }
+    }
   }
 
   // On an error path children may still run: ask them to stop (an ingest then closes and
@@ -130,6 +162,7 @@ class Supervisor {
         }
       }
       if (c.fd >= 0) ::close(c.fd);
+      if (c.control_fd >= 0) ::close(c.control_fd);
     }
     // Rings whose ingest was killed above are not left behind in /dev/shm.
     for (size_t s = 0; s < config_.sources.size(); ++s) {
@@ -138,6 +171,11 @@ class Supervisor {
   }
 
   Result<PipelineSummary> Run() {
+    if (config_.control_socket && !config_.control_socket->empty()) {
+      auto control = detail::ControlServer::Listen(*config_.control_socket);
+      if (!control.ok()) return control.status().WithContext("control socket");
+      control_ = std::move(control).value();
+    }
     for (size_t s = 0; s < config_.sources.size(); ++s) {
       Child c;
       c.kind = Kind::kIngest;
@@ -168,6 +206,11 @@ class Supervisor {
         // Ingests close their rings; workers drain them and exit. Nothing is restarted.
         stopping = true;
         stop_grace = Deadline::After(kStopGrace);
+        for (const PendingSwitch& pending : switches_) {
+          if (control_)
+            control_->Reply(pending.client, UnavailableError("the pipeline is stopping"));
+        }
+        switches_.clear();
         for (Child& c : children_) {
           if (c.kind == Kind::kIngest && c.pid > 0) ::kill(c.pid, SIGTERM);
           if (c.pid < 0 && !c.done) {
@@ -193,6 +236,7 @@ class Supervisor {
       ZD_RETURN_IF_ERROR(fatal_);
       ZD_RETURN_IF_ERROR(ReapChildren(stopping));
       if (!stopping) ZD_RETURN_IF_ERROR(RestartDue());
+      ServeControl(stopping);
     }
     // A message read with the last exit can carry the last error.
     ZD_RETURN_IF_ERROR(fatal_);
@@ -218,6 +262,183 @@ class Supervisor {
   }
 
   bool StopRequested() const { return options_.stop != nullptr && options_.stop->load(); }
+
+  int SourceIndex(const std::string& name) const {
+    for (size_t s = 0; s < config_.sources.size(); ++s) {
+      if (config_.sources[s].name == name) return static_cast<int>(s);
+    }
+    return -1;
+  }
+
+  int ModelIndex(const std::string& name) const {
+    for (size_t m = 0; m < config_.models.size(); ++m) {
+      if (config_.models[m].name == name) return static_cast<int>(m);
+    }
+    return -1;
+  }
+
+  bool Reads(int model, int source) const {
+    const std::vector<std::string>& names = config_.models[static_cast<size_t>(model)].sources;
+    return std::find(names.begin(), names.end(),
+                     config_.sources[static_cast<size_t>(source)].name) != names.end();
+  }
+
+  // ---- Control socket (pipeline/control.h) ----
+
+  void ServeControl(bool stopping) {
+    if (!control_) return;
+    for (detail::ControlServer::Incoming& in : control_->Service()) {
+      if (in.request.kind == detail::ControlRequest::Kind::kModels) {
+        control_->Reply(in.client, Assignments());
+      } else if (stopping) {
+        control_->Reply(in.client, UnavailableError("the pipeline is stopping"));
+      } else {
+        Status started = StartSwitch(in.client, in.request.switch_request);
+        if (!started.ok()) control_->Reply(in.client, started);
+      }
+    }
+    for (auto it = switches_.begin(); it != switches_.end();) {
+      if (it->deadline.expired()) {
+        control_->Reply(it->client,
+                        DeadlineExceededError("the workers did not load " + it->reference +
+                                              " within " + std::to_string(kSwitchTimeout.count()) +
+                                              " s; the source keeps its model"));
+        it = switches_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  std::vector<ModelAssignment> Assignments() const {
+    std::vector<ModelAssignment> out;
+    for (size_t m = 0; m < config_.models.size(); ++m) {
+      const ModelConfig& model = config_.models[m];
+      for (const std::string& source : model.sources) {
+        ModelAssignment a{model.name, source, model.path.string(), false};
+        const auto it = assignment_.find({static_cast<int>(m), SourceIndex(source)});
+        if (it != assignment_.end()) {
+          a.model = it->second;
+          a.switchable = true;
+        }
+        out.push_back(std::move(a));
+      }
+    }
+    return out;
+  }
+
+  // Checks a switch request, then asks every running worker of the entry to load the model
+  // (PREPARE); the switch completes in OnPrepared. Errors are the request's reply.
+  Status StartSwitch(uint64_t client, const SwitchRequest& request) {
+    const int source = SourceIndex(request.source);
+    if (source < 0) return NotFoundError("no source is named '" + request.source + "'");
+    int model = -1;
+    if (!request.entry.empty()) {
+      model = ModelIndex(request.entry);
+      if (model < 0) return NotFoundError("no model entry is named '" + request.entry + "'");
+      if (!Reads(model, source)) {
+        return InvalidArgumentError("model entry '" + request.entry + "' does not read source '" +
+                                    request.source + "'");
+      }
+      if (config_.models[static_cast<size_t>(model)].reference.empty()) {
+        return InvalidArgumentError("model entry '" + request.entry +
+                                    "' runs a model file; only repository models (model: "
+                                    "NAME) switch");
+      }
+    } else {
+      std::string candidates;
+      for (size_t m = 0; m < config_.models.size(); ++m) {
+        if (!Reads(static_cast<int>(m), source) || config_.models[m].reference.empty()) continue;
+        candidates += (candidates.empty() ? "" : ", ") + config_.models[m].name;
+        model = model < 0 ? static_cast<int>(m) : -2;
+      }
+      if (model == -1) {
+        return InvalidArgumentError("source '" + request.source +
+                                    "' is read by no repository model (model: NAME); only those "
+                                    "switch");
+      }
+      if (model == -2) {
+        return InvalidArgumentError("source '" + request.source + "' is read by model entries " +
+                                    candidates + ": name the one to switch");
+      }
+    }
+    auto ref = ParseModelRef(request.model);
+    if (!ref.ok()) return ref.status();
+    for (const PendingSwitch& other : switches_) {
+      if (other.model == model && other.source == source) {
+        return FailedPreconditionError("a switch of source '" + request.source + "' to " +
+                                       other.reference + " is in progress");
+      }
+    }
+    PendingSwitch pending;
+    pending.client = client;
+    pending.model = model;
+    pending.source = source;
+    pending.reference = request.model;
+    pending.deadline = Deadline::After(kSwitchTimeout);
+    const detail::PrepareMessage prepare{static_cast<uint32_t>(source), request.model};
+    for (const Child& c : children_) {
+      if (c.kind != Kind::kWorker || c.index != model || c.pid <= 0 || c.control_fd < 0) continue;
+      // A worker that cannot be told is dying: its replacement starts with the outcome.
+      if (detail::SendMessage(c.control_fd, prepare)) pending.waiting.insert(c.worker);
+    }
+    spdlog::info("zerodet pipeline: switching source {} of model entry {} to {}", request.source,
+                 config_.models[static_cast<size_t>(model)].name, request.model);
+    switches_.push_back(std::move(pending));
+    if (switches_.back().waiting.empty()) FinishSwitch(switches_.size() - 1);
+    return Status::Ok();
+  }
+
+  // A worker answered PREPARE.
+  void OnPrepared(const Child& c, const detail::PreparedMessage& message) {
+    for (size_t i = 0; i < switches_.size(); ++i) {
+      PendingSwitch& pending = switches_[i];
+      if (pending.model != c.index || pending.source != static_cast<int>(message.source) ||
+          pending.reference != message.model || pending.waiting.count(c.worker) == 0) {
+        continue;
+      }
+      pending.waiting.erase(c.worker);
+      if (!message.status.ok() && pending.failure.ok()) pending.failure = message.status;
+      if (pending.waiting.empty()) FinishSwitch(i);
+      return;
+    }
+  }
+
+  // A worker of a pending switch died: its replacement starts with whatever the switch decides.
+  void ForgetWorker(const Child& c) {
+    for (size_t i = 0; i < switches_.size(); ++i) {
+      if (switches_[i].model == c.index && switches_[i].waiting.erase(c.worker) != 0 &&
+          switches_[i].waiting.empty()) {
+        FinishSwitch(i);
+        return;
+      }
+    }
+  }
+
+  // Every worker answered: commit the switch (all of them loaded the model) or not at all.
+  void FinishSwitch(size_t i) {
+    PendingSwitch pending = std::move(switches_[i]);
+    switches_.erase(switches_.begin() + static_cast<std::ptrdiff_t>(i));
+    const ModelConfig& entry = config_.models[static_cast<size_t>(pending.model)];
+    const std::string& source = config_.sources[static_cast<size_t>(pending.source)].name;
+    if (!pending.failure.ok()) {
+      spdlog::warn("zerodet pipeline: switching source {} of model entry {} to {} failed: {}",
+                   source, entry.name, pending.reference, pending.failure.ToString());
+      control_->Reply(pending.client, pending.failure);
+      return;
+    }
+    assignment_[{pending.model, pending.source}] = pending.reference;
+    const detail::CommitMessage commit{static_cast<uint32_t>(pending.source), pending.reference};
+    for (const Child& c : children_) {
+      if (c.kind == Kind::kWorker && c.index == pending.model && c.pid > 0 && c.control_fd >= 0) {
+        detail::SendMessage(c.control_fd, commit);
+      }
+    }
+    spdlog::info("zerodet pipeline: source {} of model entry {} now runs {}", source, entry.name,
+                 pending.reference);
+    control_->Reply(pending.client,
+                    std::vector<ModelAssignment>{{entry.name, source, pending.reference, true}});
+  }
 
   bool SourceEnded(int s) const {
     for (const Child& c : children_) {
@@ -245,8 +466,20 @@ class Supervisor {
   }
 
   Status Spawn(Child& c) {
+    // Workers of repository models get a control channel (model switches): a socket pair, so
+    // that a write to a worker that died fails (MSG_NOSIGNAL) instead of raising SIGPIPE.
+    int control[2] = {-1, -1};
+    if (c.kind == Kind::kWorker &&
+        !config_.models[static_cast<size_t>(c.index)].reference.empty() &&
+        ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, control) != 0) {
+      return ErrnoError("socketpair", errno);
+    }
     int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) return ErrnoError("pipe", errno);
+    if (::pipe2(fds, O_CLOEXEC) != 0) {
+      const int err = errno;
+      CloseBoth(control);
+      return ErrnoError("pipe", err);
+    }
     std::fflush(nullptr);
     ++c.launches;  // before fork: the child reads it
     const pid_t supervisor = ::getpid();
@@ -255,6 +488,7 @@ class Supervisor {
       const int err = errno;
       ::close(fds[0]);
       ::close(fds[1]);
+      CloseBoth(control);
       return ErrnoError("fork " + Describe(c), err);
     }
     if (pid == 0) {
@@ -263,13 +497,20 @@ class Supervisor {
       // close and unlink its ring; a worker just ends.
       if (!TieToParent(supervisor, SIGTERM)) ::_exit(detail::kExitFatal);
       ::close(fds[0]);
+      if (control[0] >= 0) ::close(control[0]);
       for (const Child& other : children_) {
         if (other.fd >= 0) ::close(other.fd);
+        if (other.control_fd >= 0) ::close(other.control_fd);
       }
+      // The child must not hold the control socket (nor unlink it: it is the supervisor's).
+      if (control_) control_->CloseAfterFork();
       PrepareChildSignals(c.kind);
-      ::_exit(RunChildContained(c, fds[1]));
+      ::_exit(RunChildContained(c, fds[1], control[1]));
     }
     ::close(fds[1]);
+    if (c.control_fd >= 0) ::close(c.control_fd);
+    c.control_fd = control[0];
+    if (control[1] >= 0) ::close(control[1]);
     ::fcntl(fds[0], F_SETFL, O_NONBLOCK);
     if (c.fd >= 0) ::close(c.fd);
     c.fd = fds[0];
@@ -289,10 +530,10 @@ class Supervisor {
 
   // The child's module boundary: an exception (memory, a bug) becomes the child's reported
   // error instead of std::terminate's abort, which supervision would restart again and again.
-  int RunChildContained(const Child& c, int fd) {
+  int RunChildContained(const Child& c, int fd, int control_fd) {
     Status failed;
     try {
-      return RunChild(c, fd);
+      return RunChild(c, fd, control_fd);
     } catch (const std::bad_alloc&) {
       failed = ResourceExhaustedError(Describe(c) + ": out of memory");
     } catch (const std::exception& e) {
@@ -304,7 +545,7 @@ class Supervisor {
     return detail::kExitFatal;
   }
 
-  int RunChild(const Child& c, int fd) {
+  int RunChild(const Child& c, int fd, int control_fd) {
     if (c.kind == Kind::kIngest) {
       detail::IngestArgs args;
       args.source = config_.sources[static_cast<size_t>(c.index)];
@@ -322,16 +563,19 @@ class Supervisor {
     }
     detail::WorkerArgs args;
     args.model = config_.models[static_cast<size_t>(c.index)];
+    args.repository = config_.repository;
     args.worker = c.worker;
     for (const std::string& name : args.model.sources) {
-      for (size_t s = 0; s < config_.sources.size(); ++s) {
-        if (config_.sources[s].name == name) {
-          args.sources.push_back({static_cast<uint32_t>(s), name, RingName(static_cast<int>(s))});
-        }
-      }
+      const int s = SourceIndex(name);
+      // A restarted worker starts with the source's current model (after any switch).
+      const auto assigned = assignment_.find({c.index, s});
+      args.sources.push_back({static_cast<uint32_t>(s), name, RingName(s),
+                              assigned == assignment_.end() ? std::string() : assigned->second});
     }
+    if (args.model.reference.empty()) args.repository = {};
     args.annotated_dir = config_.annotated_dir;
     args.fd = fd;
+    args.control_fd = control_fd;
     return detail::RunWorker(args);
   }
 
@@ -366,12 +610,14 @@ class Supervisor {
         owners.push_back(&c);
       }
     }
+    const size_t child_polls = polls.size();
+    if (control_) control_->AppendPollFds(polls);
     if (polls.empty()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(timeout_ms));
       return;
     }
     ::poll(polls.data(), polls.size(), timeout_ms);
-    for (size_t i = 0; i < polls.size(); ++i) {
+    for (size_t i = 0; i < child_polls; ++i) {
       if (polls[i].revents != 0) ReadMessages(*owners[i]);
     }
   }
@@ -412,6 +658,8 @@ class Supervisor {
       s.frames_overwritten = stats->frames_overwritten;
     } else if (std::holds_alternative<detail::BeginMessage>(message)) {
       c.in_flight = true;
+    } else if (const auto* prepared = std::get_if<detail::PreparedMessage>(&message)) {
+      if (c.kind == Kind::kWorker) OnPrepared(c, *prepared);
     } else if (const auto* result = std::get_if<detail::ResultMessage>(&message)) {
       if (c.kind != Kind::kWorker || result->source >= config_.sources.size()) return;
       c.in_flight = false;
@@ -474,6 +722,11 @@ class Supervisor {
       ReadMessages(*c);  // what it wrote before exiting
       ZD_RETURN_IF_ERROR(fatal_);
       c->pid = -1;
+      if (c->control_fd >= 0) {
+        ::close(c->control_fd);
+        c->control_fd = -1;
+      }
+      if (c->kind == Kind::kWorker) ForgetWorker(*c);
       const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
       if (WIFEXITED(status) && WEXITSTATUS(status) == detail::kExitFatal) {
         return UnavailableError(Describe(*c) + " failed and cannot be restarted");
@@ -548,6 +801,10 @@ class Supervisor {
   std::set<int> ready_;
   Status fatal_;
   PipelineSummary summary_;
+  std::unique_ptr<detail::ControlServer> control_;
+  // Repository entries: (entry, source) -> the NAME[:VERSION] its frames go to.
+  std::map<std::pair<int, int>, std::string> assignment_;
+  std::vector<PendingSwitch> switches_;
 };
 
 Result<PipelineSummary> Run(const PipelineConfig& config, const PipelineOptions& options) {

@@ -4,7 +4,9 @@
 //   ingest -> supervisor:  READY once the ring exists, STATS before a clean exit, ERROR before
 //                          exiting with kExitFatal.
 //   worker -> supervisor:  BEGIN when it takes a frame, RESULT when done with it, ERROR before
-//                          exiting with kExitFatal.
+//                          exiting with kExitFatal, PREPARED to answer a PREPARE.
+//   supervisor -> worker:  PREPARE and COMMIT (a model switch), on a second channel; only
+//                          workers of repository models have one.
 #pragma once
 
 #include <string>
@@ -33,14 +35,17 @@ struct WorkerSource {
   uint32_t index = 0;  // in PipelineConfig::sources; what BEGIN and RESULT name
   std::string name;
   std::string ring_name;
+  std::string model;  // repository models: NAME[:VERSION] this source's frames go to now
 };
 
 struct WorkerArgs {
   ModelConfig model;
+  RepositoryConfig repository;  // path empty: model.path is a file
   int worker = 0;
   std::vector<WorkerSource> sources;
   std::string annotated_dir;  // empty: no annotated JPEGs
   int fd = -1;
+  int control_fd = -1;  // non-blocking; repository models only (-1 otherwise)
 };
 int RunWorker(const WorkerArgs& args);
 

@@ -1,5 +1,6 @@
 #include "protocol.h"
 
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,6 +15,9 @@ constexpr std::string_view kStats = "STATS";
 constexpr std::string_view kBegin = "BEGIN";
 constexpr std::string_view kResult = "RESULT";
 constexpr std::string_view kError = "ERROR";
+constexpr std::string_view kPrepare = "PREPARE";
+constexpr std::string_view kCommit = "COMMIT";
+constexpr std::string_view kPrepared = "PREPARED";
 
 // Line breaks would split a message in two.
 std::string OneLine(std::string text) {
@@ -75,6 +79,24 @@ class Fields {
   bool done_ = false;
 };
 
+// A model reference field: non-empty, bounded, and without the characters that would break the
+// line or its fields.
+bool ValidReference(std::string_view model) {
+  return !model.empty() && model.size() <= kMaxModelReferenceBytes &&
+         model.find_first_of(" \n\r") == std::string_view::npos;
+}
+
+// A status code as the messages carry it: kOk only where `ok_allowed`.
+std::optional<Status> DecodeStatus(std::optional<int> code, std::optional<std::string_view> text,
+                                   bool ok_allowed) {
+  if (!code || *code < 0 || *code > static_cast<int>(StatusCode::kInternal)) return std::nullopt;
+  if (*code == static_cast<int>(StatusCode::kOk)) {
+    if (!ok_allowed) return std::nullopt;
+    return Status::Ok();
+  }
+  return Status(static_cast<StatusCode>(*code), std::string(text.value_or("")));
+}
+
 }  // namespace
 
 std::string EncodeMessage(const Message& message) {
@@ -95,6 +117,17 @@ std::string EncodeMessage(const Message& message) {
     std::string operator()(const ErrorMessage& m) const {
       return std::string(kError) + " " + std::to_string(static_cast<int>(m.status.code())) + " " +
              OneLine(m.status.message()) + "\n";
+    }
+    std::string operator()(const PrepareMessage& m) const {
+      return std::string(kPrepare) + " " + std::to_string(m.source) + " " + m.model + "\n";
+    }
+    std::string operator()(const CommitMessage& m) const {
+      return std::string(kCommit) + " " + std::to_string(m.source) + " " + m.model + "\n";
+    }
+    std::string operator()(const PreparedMessage& m) const {
+      return std::string(kPrepared) + " " + std::to_string(m.source) + " " + m.model + " " +
+             std::to_string(static_cast<int>(m.status.code())) + " " + OneLine(m.status.message()) +
+             "\n";
     }
   };
   return std::visit(Encoder{}, message);
@@ -144,6 +177,28 @@ Result<Message> DecodeMessage(std::string_view line) {
     }
     return Message(ErrorMessage{Status(static_cast<StatusCode>(*code), std::string(*text))});
   }
+  if (*kind == kPrepare || *kind == kCommit) {
+    const auto source = fields.Number<uint32_t>();
+    const auto model = fields.Word();
+    if (!source || !model || !ValidReference(*model) || !fields.AtEnd()) {
+      return Malformed(line, std::string(*kind) + " takes a source index and a model reference");
+    }
+    if (*kind == kPrepare) return Message(PrepareMessage{*source, std::string(*model)});
+    return Message(CommitMessage{*source, std::string(*model)});
+  }
+  if (*kind == kPrepared) {
+    const auto source = fields.Number<uint32_t>();
+    const auto model = fields.Word();
+    const auto code = fields.Number<int>();
+    const auto text = fields.Rest();
+    std::optional<Status> status = DecodeStatus(code, text, /*ok_allowed=*/true);
+    if (!source || !model || !ValidReference(*model) || !status || !text) {
+      return Malformed(line,
+                       "PREPARED takes a source index, a model reference, a status code and a "
+                       "message");
+    }
+    return Message(PreparedMessage{*source, std::string(*model), std::move(*status)});
+  }
   return Malformed(line, "unknown message kind");
 }
 
@@ -151,7 +206,8 @@ bool SendMessage(int fd, const Message& message) {
   const std::string line = EncodeMessage(message);
   size_t done = 0;
   while (done < line.size()) {
-    const ssize_t n = ::write(fd, line.data() + done, line.size() - done);
+    ssize_t n = ::send(fd, line.data() + done, line.size() - done, MSG_NOSIGNAL);
+    if (n < 0 && errno == ENOTSOCK) n = ::write(fd, line.data() + done, line.size() - done);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return false;
     done += static_cast<size_t>(n);

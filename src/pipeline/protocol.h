@@ -11,6 +11,13 @@
 //   RESULT <source> <sequence> <json>   worker: the result line of that frame (single-line JSON)
 //   ERROR <code> <message>              either: why it exits with kExitFatal; <code> is the
 //                                       StatusCode's number, so the caller gets the child's code
+//   PREPARED <source> <model> <code> [<message>]
+//                                       worker: the answer to PREPARE (code 0: ready to switch)
+// A worker of a repository model also reads messages from the supervisor on a second channel
+// (a model switch in two phases, so that every worker of a model switches or none does):
+//   PREPARE <source> <model>            load <model> (NAME[:VERSION]) for <source>; keep serving
+//                                       the current one
+//   COMMIT <source> <model>             take <source>'s next frames with <model>
 // <source> is the index of the source in the PipelineConfig. A line is at most kMaxMessageBytes
 // long; anything else is malformed (kCorruptData), and a peer that sends it is faulty.
 //
@@ -55,17 +62,39 @@ struct ErrorMessage {
   Status status;  // not OK; encoding turns line breaks in the message into spaces
 };
 
-using Message = std::variant<ReadyMessage, StatsMessage, BeginMessage, ResultMessage, ErrorMessage>;
+// A model reference as the messages carry it: one field, so no spaces, at most this long.
+inline constexpr size_t kMaxModelReferenceBytes = 256;
 
-// The message as its line, '\n' included. REQUIRES: an ErrorMessage's status is not OK.
+struct PrepareMessage {
+  uint32_t source = 0;
+  std::string model;  // NAME[:VERSION]
+  bool operator==(const PrepareMessage&) const = default;
+};
+struct CommitMessage {
+  uint32_t source = 0;
+  std::string model;
+  bool operator==(const CommitMessage&) const = default;
+};
+struct PreparedMessage {
+  uint32_t source = 0;
+  std::string model;
+  Status status;  // OK: loaded and ready; else why not (encoding turns line breaks into spaces)
+};
+
+using Message = std::variant<ReadyMessage, StatsMessage, BeginMessage, ResultMessage, ErrorMessage,
+                             PrepareMessage, CommitMessage, PreparedMessage>;
+
+// The message as its line, '\n' included. REQUIRES: an ErrorMessage's status is not OK; a
+// model reference is 1..kMaxModelReferenceBytes bytes without spaces or line breaks.
 std::string EncodeMessage(const Message& message);
 
 // Decodes one line (without its '\n'). Errors: kCorruptData saying what is wrong (unknown kind,
 // missing or extra fields, numbers that are not decimal or overflow, an unknown status code).
 Result<Message> DecodeMessage(std::string_view line);
 
-// Writes EncodeMessage(message) to `fd` (retrying short writes and EINTR). Returns false when
-// the reader is gone (EPIPE; callers ignore SIGPIPE) or on another write error.
+// Writes EncodeMessage(message) to `fd` (retrying short writes and EINTR). A socket is written
+// with MSG_NOSIGNAL; a pipe's writer must ignore SIGPIPE. Returns false when the reader is gone
+// (EPIPE), when a non-blocking `fd` is full (EAGAIN), or on another write error.
 bool SendMessage(int fd, const Message& message);
 
 // Splits the bytes read from a child's pipe into messages.

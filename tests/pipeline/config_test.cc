@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "test_support.h"
+#include "zerodet/pipeline/control.h"
 
 namespace zerodet::pipeline {
 namespace {
@@ -90,6 +91,67 @@ supervision:
   EXPECT_EQ(config->max_restarts, 3);
 }
 
+TEST(PipelineConfigTest, RepositoryModelsAndTheControlSocket) {
+  auto config = Parse(R"(
+repository:
+  path: repo
+  max_models: 2
+  max_bytes: 1000000
+  graph_cache: /var/cache/zd
+sources:
+  - name: gate
+    path: gate.mp4
+models:
+  - model: yolov8n
+  - name: night
+    model: yolo11n:3
+    workers: 2
+  - name: file
+    path: m.onnx
+control:
+  socket: run/ctl.sock
+)");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->repository.path, "/cfg/repo");
+  EXPECT_EQ(config->repository.max_models, 2u);
+  EXPECT_EQ(config->repository.max_bytes, 1000000u);
+  EXPECT_EQ(config->repository.graph_cache, "/var/cache/zd");
+  ASSERT_EQ(config->models.size(), 3u);
+  EXPECT_EQ(config->models[0].name, "yolov8n");  // the model's name by default
+  EXPECT_EQ(config->models[0].reference, "yolov8n");
+  EXPECT_TRUE(config->models[0].path.empty());
+  EXPECT_EQ(config->models[1].name, "night");
+  EXPECT_EQ(config->models[1].reference, "yolo11n:3");
+  EXPECT_TRUE(config->models[2].reference.empty());
+  EXPECT_EQ(config->models[2].path, "/cfg/m.onnx");
+  EXPECT_EQ(config->control_socket, std::optional<std::string>("/cfg/run/ctl.sock"));
+
+  // Without control.socket the text says nothing (LoadPipelineConfig picks the default); an
+  // empty one turns the socket off.
+  auto plain = Parse("sources: [{name: a, path: a.mp4}]\nmodels: [{name: m, path: m.onnx}]\n");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->control_socket.has_value());
+  auto off = Parse(
+      "sources: [{name: a, path: a.mp4}]\nmodels: [{name: m, path: m.onnx}]\n"
+      "control: {socket: ''}\n");
+  ASSERT_TRUE(off.ok());
+  EXPECT_EQ(off->control_socket, std::optional<std::string>(""));
+
+  const std::string source = "sources: [{name: a, path: a.mp4}]\n";
+  ExpectError(source + "models: [{model: m}]\n", {"models[0].model", "no repository"});
+  ExpectError(source + "repository: {path: r}\nmodels: [{name: m, path: m.onnx, model: m}]\n",
+              {"models[0]", "not both"});
+  ExpectError(source + "repository: {path: r}\nmodels: [{name: m}]\n", {"models[0]", "either"});
+  ExpectError(source + "repository: {path: r}\nmodels: [{model: '../m'}]\n", {"models[0].model"});
+  ExpectError(source + "repository: {path: r}\nmodels: [{model: 'm:0'}]\n", {"models[0].model"});
+  ExpectError(source + "repository: {}\nmodels: [{model: m}]\n", {"repository.path"});
+  ExpectError(source + "repository: {path: r, budget: 2}\nmodels: [{model: m}]\n",
+              {"repository", "budget"});
+  ExpectError(source + "models: [{name: m, path: m.onnx}]\ncontrol: {socket: /" +
+                  std::string(200, 's') + "}\n",
+              {"control.socket", "longer"});
+}
+
 TEST(PipelineConfigTest, MistakesAreNamedWithTheirKey) {
   const std::string model = "models:\n  - {name: m, path: m.onnx}\n";
   ExpectError("", {"empty"});
@@ -115,7 +177,7 @@ TEST(PipelineConfigTest, MistakesAreNamedWithTheirKey) {
   ExpectError("sources:\n  - {name: a, path: x, colour: red}\n" + model,
               {"sources[0]", "unknown key 'colour'"});
   const std::string source = "sources:\n  - {name: a, path: x.mp4}\n";
-  ExpectError(source + "models:\n  - {name: m}\n", {"models[0].path", "required"});
+  ExpectError(source + "models:\n  - {name: m}\n", {"models[0]", "either path"});
   ExpectError(source + "models:\n  - {name: m, path: m.onnx, workers: 0}\n",
               {"models[0].workers", "1..32"});
   ExpectError(source + "models:\n  - {name: m, path: m.onnx, workers: two}\n",
@@ -223,6 +285,12 @@ TEST(PipelineConfigTest, LoadsAFileAndResolvesAgainstItsFolder) {
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   EXPECT_EQ(config->sources[0].path, (dir / "clip.mp4").string());
   EXPECT_EQ(config->results, "-");
+  // The default control socket: one per config file, found again from the same file.
+  ASSERT_TRUE(config->control_socket.has_value());
+  EXPECT_EQ(*config->control_socket, DefaultControlSocket(dir / "p.yaml"));
+  EXPECT_NE(*config->control_socket, DefaultControlSocket(dir / "q.yaml"));
+  EXPECT_EQ(DefaultControlSocket(dir / "p.yaml"), DefaultControlSocket(dir / "." / "p.yaml"));
+  EXPECT_LE(config->control_socket->size(), 107u);
   auto missing = LoadPipelineConfig(dir / "missing.yaml");
   EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
   EXPECT_NE(missing.status().message().find("missing.yaml"), std::string::npos);

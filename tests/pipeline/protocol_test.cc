@@ -44,6 +44,19 @@ TEST(PipelineProtocolTest, EveryMessageRoundTrips) {
   EXPECT_EQ(back.message(), "source gate: no such file second line");
   const ErrorMessage empty{InternalError("")};
   EXPECT_EQ(std::get<ErrorMessage>(RoundTrip(empty)).status.code(), StatusCode::kInternal);
+
+  const PrepareMessage prepare{3, "yolo11n:12"};
+  EXPECT_EQ(std::get<PrepareMessage>(RoundTrip(prepare)), prepare);
+  const CommitMessage commit{0, "line-b"};
+  EXPECT_EQ(std::get<CommitMessage>(RoundTrip(commit)), commit);
+  const auto ready = std::get<PreparedMessage>(RoundTrip(PreparedMessage{1, "a:2", Status::Ok()}));
+  EXPECT_EQ(ready.source, 1u);
+  EXPECT_EQ(ready.model, "a:2");
+  EXPECT_TRUE(ready.status.ok());
+  const auto failed = std::get<PreparedMessage>(
+      RoundTrip(PreparedMessage{1, "a", CorruptDataError("model.onnx: not\nONNX")}));
+  EXPECT_EQ(failed.status.code(), StatusCode::kCorruptData);
+  EXPECT_EQ(failed.status.message(), "model.onnx: not ONNX");
 }
 
 TEST(PipelineProtocolTest, MalformedLinesAreCorruptData) {
@@ -78,6 +91,16 @@ TEST(PipelineProtocolTest, MalformedLinesAreCorruptData) {
       "ERROR 0 an OK status is no error",
       "ERROR 99 unknown code",
       "ERROR -3 negative",
+      "PREPARE",
+      "PREPARE 1",
+      "PREPARE x model",
+      "PREPARE 1 model extra",
+      "COMMIT 1",
+      "COMMIT 1 " + std::string(300, 'm'),  // longer than a model reference
+      "PREPARED 1 model",
+      "PREPARED 1 model x",
+      "PREPARED 1 model 99 unknown code",
+      "PREPARED 1 model 0",  // the message field (empty) needs its separator
       std::string("READY\0", 6),
   };
   for (const std::string& line : bad) {

@@ -15,11 +15,20 @@
 //       loop: false                # start over at the end instead of finishing
 //       ring_slots: 8              # frames the ring holds
 //       overflow: overwrite_oldest # or drop_newest (the ingest never waits for workers)
+//   repository:                    # optional: models named from a model repository
+//     path: ../models-repo         # REPO/<model>/<version>/model.onnx, as Triton's (models/)
+//     max_models: 2                # per worker process: versions kept loaded (0: no bound)
+//     max_bytes: 0                 # per worker process: bytes charged (0: no bound)
+//     graph_cache: cache           # optimized-graph cache directory (optional)
 //   models:
 //     - name: yolov8n              # also the work group name on the rings
-//       path: ../models/yolov8n.onnx
+//       path: ../models/yolov8n.onnx  # an ONNX file, or (with `repository`) instead:
+//       model: yolov8n:2           # NAME[:VERSION] of the repository, resolved by each worker's
+//                                  # model manager (hot swap, versions, traffic split); `name`
+//                                  # defaults to NAME; switchable while running (below)
 //       workers: 2                 # processes, each one ONNX Runtime session
-//       threads: 1                 # intra-op threads per worker
+//       threads: 1                 # intra-op threads per worker (a repository model's own
+//                                  # config may give it threads of its own)
 //       sources: [gate]            # default: every source (fan-out: each model sees each frame)
 //       conf: 0.25
 //       iou: 0.45
@@ -33,12 +42,16 @@
 //   supervision:
 //     restart_backoff_ms: 200
 //     max_restarts: 20             # per worker or ingest slot; then the pipeline fails
+//   control:
+//     socket: /run/line1.sock      # the control socket (`zerodet pipeline switch`); "" for
+//                                  # none; default: DefaultControlSocket (pipeline/control.h)
 //
 // Thread-safe: plain values and a pure function.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -74,7 +87,8 @@ struct SourceConfig {
 
 struct ModelConfig {
   std::string name;
-  std::filesystem::path path;
+  std::filesystem::path path;  // the model file; empty for a repository model
+  std::string reference;       // NAME[:VERSION] of a repository model; empty for a file
   int workers = 1;
   int threads = 1;
   std::vector<std::string> sources;  // names; filled with every source when not given
@@ -82,7 +96,15 @@ struct ModelConfig {
   float iou = 0.45f;
 };
 
+struct RepositoryConfig {
+  std::filesystem::path path;         // empty: no repository
+  uint64_t max_models = 0;            // per worker process; 0: unbounded
+  uint64_t max_bytes = 0;             // per worker process; 0: unbounded
+  std::filesystem::path graph_cache;  // empty: none
+};
+
 struct PipelineConfig {
+  RepositoryConfig repository;
   std::vector<SourceConfig> sources;
   std::vector<ModelConfig> models;
   std::string results = "-";
@@ -90,6 +112,10 @@ struct PipelineConfig {
   std::string annotated_dir;  // empty: none
   int restart_backoff_ms = 200;
   int max_restarts = 20;
+  // Where the supervisor listens for control requests (pipeline/control.h); nullopt or empty:
+  // nowhere. nullopt when the text does not set control.socket; LoadPipelineConfig then fills
+  // in DefaultControlSocket(path).
+  std::optional<std::string> control_socket;
 };
 
 // Parses and validates YAML text. `base_dir` resolves relative paths; `origin` (the file name)
@@ -101,7 +127,8 @@ Result<PipelineConfig> ParsePipelineConfig(std::string_view yaml,
                                            std::string_view origin);
 
 // Reads and parses a YAML file (at most kMaxConfigBytes) without blocking: a FIFO, device or
-// directory is refused. Errors: as core's ReadFileText for the file (kNotFound,
+// directory is refused. Without control.socket in the file, the control socket is
+// DefaultControlSocket(path). Errors: as core's ReadFileText for the file (kNotFound,
 // kPermissionDenied, kInvalidArgument for a file that is not regular, kResourceExhausted when
 // too large), then as above.
 Result<PipelineConfig> LoadPipelineConfig(const std::filesystem::path& path);

@@ -11,6 +11,9 @@
 //    "preprocess":..,"infer":..,"postprocess":..,"total":..}}
 // "detections" is the one detection format of zerodet (core/detection_json.h, the same as
 // `zerodet detect`): box [x1, y1, x2, y2] in the frame's pixels, class names from the model.
+// "model" is the models[] entry (its work group). For an entry of a repository model, the model
+// and version that produced the line follow it: "repository_model":"yolo11n","version":2 (they
+// change when the source is switched, pipeline/control.h, or a new version is swapped in).
 // A frame the detector failed on has "error" (the message) instead of "detections" and
 // "latency_ms". timestamp_ns is CLOCK_MONOTONIC when the ingest started decoding the frame;
 // "decode" runs from then to publication in the ring, "queue" from publication to a worker
@@ -25,6 +28,11 @@
 // pipeline then refuses to start (kPermissionDenied naming the owner; it never uses a segment
 // of another user) and the name must change: on a shared machine pick one that is not easy to
 // guess.
+//
+// Repository models: each worker process has its own ModelManager (models/model_manager.h) over
+// the config's repository, with its budgets (max_models / max_bytes per worker process), watching
+// it for new versions. A worker loads its models before it takes a frame. The control socket
+// (config's control.socket; pipeline/control.h) switches a source's model while it runs.
 //
 // Supervision: a worker that dies (crash, kill -9) is restarted after a backoff; the frame it
 // was working on is counted in frames_lost_in_flight, and the ring reclaims the slot it held.
