@@ -4,7 +4,8 @@
 # (the reproducer is written to build-fuzz/fuzz/).
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]    default 30
 # Targets: store_protocol_fuzzer (the store's wire protocol), codec_decode_fuzzer (JPEG, PNG and
-# BMP decoding, seeded with ../shared/images).
+# BMP decoding, seeded with ../shared/images), pipeline_messages_fuzzer (the supervisor-child
+# messages and the control socket's requests and replies).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,13 +17,16 @@ JOBS=${JOBS:-$(nproc)}
 CC=clang CXX=clang++ cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DZERODET_BUILD_FUZZ=ON -DZERODET_BUILD_TESTS=OFF -DZERODET_BUILD_BENCH=OFF \
   -DZERODET_SANITIZE=address,undefined >/dev/null
-cmake --build "$build_dir" -j "$JOBS" --target store_protocol_fuzzer codec_decode_fuzzer
+cmake --build "$build_dir" -j "$JOBS" --target store_protocol_fuzzer codec_decode_fuzzer \
+  pipeline_messages_fuzzer
 
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 cd "$build_dir/fuzz"
-mkdir -p corpus-store-protocol corpus-codec-decode
+mkdir -p corpus-store-protocol corpus-codec-decode corpus-pipeline-messages
 ./store_protocol_fuzzer -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 \
   -dict="$root/fuzz/store/protocol.dict" corpus-store-protocol
 # The first corpus directory receives new inputs; the shared photos only seed it.
 ./codec_decode_fuzzer -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=4096 \
   -print_final_stats=1 corpus-codec-decode "$root/../shared/images"
+./pipeline_messages_fuzzer -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 \
+  corpus-pipeline-messages
