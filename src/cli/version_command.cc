@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "command_registry.h"
+#include "zerodet/core/version.h"
 
 namespace zerodet::cli {
 namespace {
@@ -9,7 +10,7 @@ namespace {
 const CommandRegistrar kRegistrar("version", [](CLI::App& app) {
   auto* cmd = app.add_subcommand("version", "Print the zerodet version");
   SetRun(cmd, [] {
-    std::printf("zerodet 0.1.0\n");
+    std::printf("zerodet %.*s\n", static_cast<int>(kVersion.size()), kVersion.data());
     return Status::Ok();
   });
 });

@@ -47,9 +47,9 @@ cv::Mat ToRgbCopy(const ImageView& image) {
 
 }  // namespace
 
-Status WriteAnnotatedJpeg(const ImageView& image, const std::vector<Detection>& detections,
-                          const std::vector<std::string>& names,
-                          const std::filesystem::path& path) {
+Result<std::vector<uint8_t>> EncodeAnnotatedJpeg(const ImageView& image,
+                                                 const std::vector<Detection>& detections,
+                                                 const std::vector<std::string>& names) {
   if (image.empty()) return InvalidArgumentError("annotate: empty image");
   cv::Mat canvas = ToRgbCopy(image);
   const int thickness =
@@ -85,7 +85,15 @@ Status WriteAnnotatedJpeg(const ImageView& image, const std::vector<Detection>& 
         fmt::format("annotate: JPEG encoding failed: {}", tjGetErrorStr2(tj.get())));
   }
   std::unique_ptr<unsigned char, void (*)(unsigned char*)> owned(jpeg, tjFree);
-  return WriteFileAtomically(path, std::span<const uint8_t>(owned.get(), jpeg_size));
+  return std::vector<uint8_t>(owned.get(), owned.get() + jpeg_size);
+}
+
+Status WriteAnnotatedJpeg(const ImageView& image, const std::vector<Detection>& detections,
+                          const std::vector<std::string>& names,
+                          const std::filesystem::path& path) {
+  ZD_ASSIGN_OR_RETURN(const std::vector<uint8_t> jpeg,
+                      EncodeAnnotatedJpeg(image, detections, names));
+  return WriteFileAtomically(path, jpeg);
 }
 
 }  // namespace zerodet

@@ -1,0 +1,156 @@
+// InferenceService: what `zerodet serve` does for a request, without any transport: the KServe
+// v2 (Open Inference Protocol) operations on the models of a ModelManager, and zerodet's own
+// detection on an encoded image. The HTTP and gRPC front ends translate their wire formats into
+// these calls, so both answer alike.
+//
+// Tensors are the ONNX model's own: an infer request binds its input bytes as the model's inputs
+// (no copy) and its outputs are the model's raw outputs, so a client that sends a preprocessed
+// tensor gets exactly what the model computes. A model that is not loaded is loaded by the
+// first request that needs it (infer, detect or metadata), unlike Triton, where it must be
+// loaded first.
+//
+// Ownership: the service borrows the manager, which must outlive it. Tensor data in requests is
+// borrowed from the caller for the duration of the call; output views passed to a sink are valid
+// only during the sink's call.
+// Thread-safety: every method may be called from any thread concurrently (the manager leases one
+// model instance per call).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "zerodet/core/clock.h"
+#include "zerodet/core/detection.h"
+#include "zerodet/core/status.h"
+#include "zerodet/core/tensor.h"
+#include "zerodet/infer/detector.h"
+#include "zerodet/models/model_manager.h"
+
+namespace zerodet::server {
+
+// KServe v2 datatype names ("FP32", "UINT8", ...) of the dtypes models use. Errors:
+// kInvalidArgument for a name the protocol does not define or zerodet models do not use (the
+// message lists the supported ones).
+Result<DType> ParseKServeDatatype(std::string_view name);
+std::string_view KServeDatatype(DType dtype);
+
+// A tensor as a request carries it: raw little-endian bytes, row-major.
+struct InferInput {
+  std::string name;
+  std::string datatype;  // KServe name
+  std::vector<int64_t> shape;
+  std::span<const uint8_t> data;
+};
+
+struct InferRequest {
+  std::string model_name;
+  std::optional<int64_t> model_version;  // nullopt: the model's routing
+  std::string id;
+  std::vector<InferInput> inputs;
+  // The outputs to return, by name; empty: all of the model's outputs.
+  std::vector<std::string> outputs;
+  Deadline deadline = Deadline::Never();
+};
+
+// A model output during InferSink's call.
+struct InferOutput {
+  std::string_view name;
+  DType dtype = DType::kFloat32;
+  std::vector<int64_t> shape;
+  std::span<const uint8_t> data;
+};
+
+// What served a request.
+struct ServedBy {
+  std::string model_name;
+  int64_t model_version = 0;
+};
+
+// Receives the outputs while the model instance is still held (they point into its memory).
+using InferSink = std::function<Status(const ServedBy&, std::span<const InferOutput>)>;
+
+struct TensorMetadata {
+  std::string name;
+  std::string datatype;
+  std::vector<int64_t> shape;  // -1 for dynamic dimensions
+};
+
+struct ModelMetadata {
+  std::string name;
+  std::vector<std::string> versions;  // the served versions, as strings (the protocol's form)
+  std::string platform = "onnxruntime_onnx";
+  std::vector<TensorMetadata> inputs;
+  std::vector<TensorMetadata> outputs;
+};
+
+struct DetectRequest {
+  std::string model_name;
+  std::optional<int64_t> model_version;
+  std::span<const uint8_t> image;  // JPEG, PNG or BMP
+  std::string source_name;         // for errors ("request body", "part 2")
+  // Unset fields keep the model's defaults (its config's thresholds, else zerodet's).
+  std::optional<float> conf;
+  std::optional<float> iou;
+  std::optional<int> max_detections;
+  std::optional<bool> agnostic;
+  bool annotate = false;  // also return the image with the boxes drawn, as JPEG
+  Deadline deadline = Deadline::Never();
+};
+
+struct DetectResponse {
+  ServedBy served_by;
+  int width = 0;  // the image's size (boxes are in its pixels)
+  int height = 0;
+  std::vector<Detection> detections;
+  std::vector<std::string> class_names;  // the model's (for the detection JSON)
+  StageTimings timing;
+  std::vector<uint8_t> annotated_jpeg;  // when asked for
+};
+
+class InferenceService {
+ public:
+  struct Options {
+    // Largest decoded image /v1/detect accepts (width x height), besides the codec's own limit.
+    uint64_t max_image_pixels = uint64_t{64} << 20;
+  };
+
+  InferenceService(ModelManager& manager, Options options);
+
+  // Server metadata: name "zerodet", the version, and the protocol extensions it implements.
+  std::string name() const { return "zerodet"; }
+  std::string version() const;
+  std::vector<std::string> extensions() const;
+
+  // Whether `name` (or one version of it) is ready to serve now, without loading it.
+  // Errors: kNotFound for a model or version the repository does not have.
+  Result<bool> ModelReady(std::string_view name, std::optional<int64_t> version) const;
+
+  // The model's tensors (loads it when it is not loaded). Errors: as ModelManager::Acquire.
+  Result<ModelMetadata> Metadata(std::string_view name, std::optional<int64_t> version,
+                                 Deadline deadline);
+
+  // Runs the model on the request's tensors and hands the outputs to `sink`. Errors:
+  // kInvalidArgument for an input that is missing, unknown, given twice, of the wrong datatype,
+  // shape or byte size (the message names it and both values), or an unknown output;
+  // ModelManager::Acquire's errors; the backend's; the sink's.
+  Status Infer(const InferRequest& request, const InferSink& sink);
+
+  // Decodes the image and runs the model's full detection (letterbox, Run, decode, NMS).
+  // Errors: the codec's (kInvalidArgument / kCorruptData / kResourceExhausted for an image too
+  // large), kInvalidArgument for thresholds outside 0..1 or max_detections outside 1..10000,
+  // Acquire's, the detector's.
+  Result<DetectResponse> Detect(const DetectRequest& request);
+
+  ModelManager& manager() { return manager_; }
+
+ private:
+  ModelManager& manager_;
+  Options options_;
+};
+
+}  // namespace zerodet::server

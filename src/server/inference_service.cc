@@ -1,0 +1,252 @@
+#include "zerodet/server/inference_service.h"
+
+#include <algorithm>
+#include <set>
+
+#include "zerodet/codec/annotate.h"
+#include "zerodet/codec/decode.h"
+#include "zerodet/core/version.h"
+
+namespace zerodet::server {
+namespace {
+
+struct DatatypeName {
+  DType dtype;
+  std::string_view name;
+};
+constexpr DatatypeName kDatatypes[] = {
+    {DType::kFloat32, "FP32"}, {DType::kFloat16, "FP16"}, {DType::kUInt8, "UINT8"},
+    {DType::kInt8, "INT8"},    {DType::kInt32, "INT32"},  {DType::kInt64, "INT64"},
+};
+
+std::string VersionText(std::string_view name, std::optional<int64_t> version) {
+  return version ? std::string(name) + ":" + std::to_string(*version) : std::string(name);
+}
+
+// Restores a model instance's detection parameters when a request that changed them ends (the
+// instance serves other requests next).
+class ParamsGuard {
+ public:
+  explicit ParamsGuard(Detector& detector)
+      : detector_(detector), saved_(detector.options().params) {}
+  ~ParamsGuard() { detector_.set_params(saved_); }
+  ParamsGuard(const ParamsGuard&) = delete;
+  ParamsGuard& operator=(const ParamsGuard&) = delete;
+  const DetectParams& saved() const { return saved_; }
+
+ private:
+  Detector& detector_;
+  DetectParams saved_;
+};
+
+// Checks one request input against the model's tensor and returns it as a view for Run.
+Result<ConstTensorView> BindInput(const InferInput& input, const TensorInfo& model_input) {
+  auto dtype = ParseKServeDatatype(input.datatype);
+  if (!dtype.ok()) return dtype.status().WithContext("input '" + input.name + "'");
+  if (*dtype != model_input.dtype) {
+    return InvalidArgumentError("input '" + input.name + "' has datatype " + input.datatype +
+                                "; the model takes " +
+                                std::string(KServeDatatype(model_input.dtype)));
+  }
+  bool shape_fits = input.shape.size() == model_input.shape.size();
+  for (size_t i = 0; shape_fits && i < input.shape.size(); ++i) {
+    if (input.shape[i] < 0 || (model_input.shape[i] >= 0 && input.shape[i] != model_input.shape[i]))
+      shape_fits = false;
+  }
+  if (!shape_fits) {
+    return InvalidArgumentError("input '" + input.name + "' has shape " +
+                                ShapeToString(input.shape) + "; the model takes " +
+                                ShapeToString(model_input.shape) + " (-1: any size)");
+  }
+  const std::optional<uint64_t> elements = CheckedElementCount(input.shape);
+  const uint64_t element_bytes = DTypeSize(*dtype);
+  if (!elements || *elements > UINT64_MAX / element_bytes) {
+    return InvalidArgumentError("input '" + input.name + "' has shape " +
+                                ShapeToString(input.shape) + ", too many elements");
+  }
+  if (*elements * element_bytes != input.data.size()) {
+    return InvalidArgumentError("input '" + input.name + "' has " +
+                                std::to_string(input.data.size()) + " bytes; shape " +
+                                ShapeToString(input.shape) + " of " + input.datatype + " needs " +
+                                std::to_string(*elements * element_bytes));
+  }
+  return ConstTensorView(input.data.data(), *dtype, input.shape);
+}
+
+}  // namespace
+
+Result<DType> ParseKServeDatatype(std::string_view name) {
+  for (const DatatypeName& d : kDatatypes) {
+    if (d.name == name) return d.dtype;
+  }
+  std::string known;
+  for (const DatatypeName& d : kDatatypes)
+    known += (known.empty() ? "" : ", ") + std::string(d.name);
+  return InvalidArgumentError("datatype '" + std::string(name.substr(0, 32)) +
+                              "' is not supported (supported: " + known + ")");
+}
+
+std::string_view KServeDatatype(DType dtype) {
+  for (const DatatypeName& d : kDatatypes) {
+    if (d.dtype == dtype) return d.name;
+  }
+  return "FP32";
+}
+
+InferenceService::InferenceService(ModelManager& manager, Options options)
+    : manager_(manager), options_(options) {}
+
+std::string InferenceService::version() const {
+  return std::string(kVersion);
+}
+
+std::vector<std::string> InferenceService::extensions() const {
+  return {"model_repository", "binary_tensor_data", "zerodet_detect"};
+}
+
+Result<bool> InferenceService::ModelReady(std::string_view name,
+                                          std::optional<int64_t> version) const {
+  const RepositoryIndex index = manager_.Index();
+  const ModelEntry* entry = index.Find(name);
+  if (entry == nullptr) {
+    return NotFoundError("model '" + std::string(name.substr(0, 100)) +
+                         "' is not in the repository");
+  }
+  if (version &&
+      std::find(entry->served.begin(), entry->served.end(), *version) == entry->served.end()) {
+    return NotFoundError("model " + VersionText(name, version) + " is not served");
+  }
+  for (const ModelStats& stats : manager_.Stats().models) {
+    if (stats.name != name) continue;
+    for (const VersionStats& v : stats.versions) {
+      if ((!version || v.version == *version) && v.state == ModelState::kReady) return true;
+    }
+  }
+  return false;
+}
+
+Result<ModelMetadata> InferenceService::Metadata(std::string_view name,
+                                                 std::optional<int64_t> version,
+                                                 Deadline deadline) {
+  AcquireOptions acquire;
+  acquire.version = version;
+  acquire.deadline = deadline;
+  ZD_ASSIGN_OR_RETURN(ModelHandle handle, manager_.Acquire(name, acquire));
+  ModelMetadata metadata;
+  metadata.name = handle.name();
+  const RepositoryIndex index = manager_.Index();
+  if (const ModelEntry* entry = index.Find(name)) {
+    for (int64_t v : entry->served) metadata.versions.push_back(std::to_string(v));
+  }
+  const ModelInfo& info = handle->backend().info();
+  for (const TensorInfo& t : info.inputs) {
+    metadata.inputs.push_back({t.name, std::string(KServeDatatype(t.dtype)), t.shape});
+  }
+  for (const TensorInfo& t : info.outputs) {
+    metadata.outputs.push_back({t.name, std::string(KServeDatatype(t.dtype)), t.shape});
+  }
+  return metadata;
+}
+
+Status InferenceService::Infer(const InferRequest& request, const InferSink& sink) {
+  AcquireOptions acquire;
+  acquire.version = request.model_version;
+  acquire.deadline = request.deadline;
+  ZD_ASSIGN_OR_RETURN(ModelHandle handle, manager_.Acquire(request.model_name, acquire));
+  Backend& backend = handle->backend();
+  const ModelInfo& info = backend.info();
+
+  std::set<std::string_view> names;
+  for (const InferInput& input : request.inputs) {
+    if (!names.insert(input.name).second) {
+      return InvalidArgumentError("input '" + input.name + "' is given twice");
+    }
+    const bool known = std::any_of(info.inputs.begin(), info.inputs.end(),
+                                   [&](const TensorInfo& t) { return t.name == input.name; });
+    if (!known) {
+      std::string expected;
+      for (const TensorInfo& t : info.inputs) expected += (expected.empty() ? "" : ", ") + t.name;
+      return InvalidArgumentError("model " + request.model_name + " has no input '" +
+                                  input.name.substr(0, 100) + "' (inputs: " + expected + ")");
+    }
+  }
+  std::vector<ConstTensorView> inputs;
+  for (const TensorInfo& model_input : info.inputs) {
+    const auto it = std::find_if(request.inputs.begin(), request.inputs.end(),
+                                 [&](const InferInput& i) { return i.name == model_input.name; });
+    if (it == request.inputs.end()) {
+      return InvalidArgumentError("input '" + model_input.name + "' of model " +
+                                  request.model_name + " is missing");
+    }
+    ZD_ASSIGN_OR_RETURN(ConstTensorView view, BindInput(*it, model_input));
+    inputs.push_back(std::move(view));
+  }
+  std::vector<size_t> selected;
+  if (request.outputs.empty()) {
+    for (size_t i = 0; i < info.outputs.size(); ++i) selected.push_back(i);
+  } else {
+    for (const std::string& name : request.outputs) {
+      const auto it = std::find_if(info.outputs.begin(), info.outputs.end(),
+                                   [&](const TensorInfo& t) { return t.name == name; });
+      if (it == info.outputs.end()) {
+        return InvalidArgumentError("model " + request.model_name + " has no output '" +
+                                    name.substr(0, 100) + "'");
+      }
+      selected.push_back(static_cast<size_t>(it - info.outputs.begin()));
+    }
+  }
+  ZD_ASSIGN_OR_RETURN(std::vector<TensorView> outputs, backend.Run(inputs));
+  std::vector<InferOutput> results;
+  for (size_t i : selected) {
+    const TensorView& out = outputs[i];
+    results.push_back(
+        {info.outputs[i].name, out.dtype, out.shape,
+         std::span<const uint8_t>(static_cast<const uint8_t*>(out.data), out.size_bytes())});
+  }
+  return sink(ServedBy{handle.name(), handle.version()}, results);
+}
+
+Result<DetectResponse> InferenceService::Detect(const DetectRequest& request) {
+  for (const auto& [what, value] : {std::pair{"conf", request.conf}, {"iou", request.iou}}) {
+    if (value && !(*value >= 0 && *value <= 1)) {
+      return InvalidArgumentError(std::string(what) + " must be within 0..1");
+    }
+  }
+  if (request.max_detections && (*request.max_detections < 1 || *request.max_detections > 10000)) {
+    return InvalidArgumentError("max_det must be within 1..10000");
+  }
+  DecodeOptions decode;
+  decode.max_pixels = options_.max_image_pixels;
+  ZD_ASSIGN_OR_RETURN(DecodedImage image, DecodeImage(request.image, request.source_name, decode));
+
+  AcquireOptions acquire;
+  acquire.version = request.model_version;
+  acquire.deadline = request.deadline;
+  ZD_ASSIGN_OR_RETURN(ModelHandle handle, manager_.Acquire(request.model_name, acquire));
+  Detector& detector = handle.detector();
+  const ParamsGuard guard(detector);
+  DetectParams params = guard.saved();
+  if (request.conf) params.conf_threshold = *request.conf;
+  if (request.iou) params.iou_threshold = *request.iou;
+  if (request.max_detections) params.max_detections = *request.max_detections;
+  if (request.agnostic) params.class_agnostic = *request.agnostic;
+  detector.set_params(params);
+  ZD_ASSIGN_OR_RETURN(DetectionResult result,
+                      detector.Detect(image.image.view(), image.source_width, image.source_height));
+
+  DetectResponse response;
+  response.served_by = {handle.name(), handle.version()};
+  response.width = image.source_width;
+  response.height = image.source_height;
+  response.class_names = detector.spec().class_names;
+  response.timing = result.timing;
+  if (request.annotate) {
+    ZD_ASSIGN_OR_RETURN(
+        response.annotated_jpeg,
+        EncodeAnnotatedJpeg(image.image.view(), result.detections, response.class_names));
+  }
+  response.detections = std::move(result.detections);
+  return response;
+}
+
+}  // namespace zerodet::server
