@@ -5,7 +5,8 @@
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]    default 30
 # Targets: store_protocol_fuzzer (the store's wire protocol), codec_decode_fuzzer (JPEG, PNG and
 # BMP decoding, seeded with ../shared/images), pipeline_messages_fuzzer (the supervisor-child
-# messages and the control socket's requests and replies).
+# messages and the control socket's requests and replies), server_kserve_fuzzer (KServe v2 infer
+# bodies, JSON and binary tensor data).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,11 +19,11 @@ CC=clang CXX=clang++ cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelW
   -DZERODET_BUILD_FUZZ=ON -DZERODET_BUILD_TESTS=OFF -DZERODET_BUILD_BENCH=OFF \
   -DZERODET_SANITIZE=address,undefined >/dev/null
 cmake --build "$build_dir" -j "$JOBS" --target store_protocol_fuzzer codec_decode_fuzzer \
-  pipeline_messages_fuzzer
+  pipeline_messages_fuzzer server_kserve_fuzzer
 
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 cd "$build_dir/fuzz"
-mkdir -p corpus-store-protocol corpus-codec-decode corpus-pipeline-messages
+mkdir -p corpus-store-protocol corpus-codec-decode corpus-pipeline-messages corpus-server-kserve
 ./store_protocol_fuzzer -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 \
   -dict="$root/fuzz/store/protocol.dict" corpus-store-protocol
 # The first corpus directory receives new inputs; the shared photos only seed it.
@@ -30,3 +31,5 @@ mkdir -p corpus-store-protocol corpus-codec-decode corpus-pipeline-messages
   -print_final_stats=1 corpus-codec-decode "$root/../shared/images"
 ./pipeline_messages_fuzzer -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 \
   corpus-pipeline-messages
+./server_kserve_fuzzer -max_total_time="$seconds" -max_len=8192 -print_final_stats=1 \
+  corpus-server-kserve

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "byte_size_flag.h"
 #include "command_registry.h"
 #include "zerodet/store/server.h"
 
@@ -19,39 +20,6 @@ std::atomic<store::StoreServer*> g_server{nullptr};
 
 void OnSignal(int) {
   if (store::StoreServer* server = g_server.load()) server->Shutdown();
-}
-
-// "1073741824", "512M", "4G", "1.5GiB" -> bytes. Errors: kInvalidArgument.
-Result<uint64_t> ParseBytes(const std::string& text) {
-  auto bad = [&] {
-    return InvalidArgumentError("--capacity '" + text +
-                                "' not understood: give bytes, optionally with K, M or G "
-                                "(e.g. 4G)");
-  };
-  size_t used = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &used);
-  } catch (...) {
-    return bad();
-  }
-  std::string unit = text.substr(used);
-  for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  double multiple = 1;
-  if (unit.empty() || unit == "B") {
-    multiple = 1;
-  } else if (unit == "K" || unit == "KB" || unit == "KIB") {
-    multiple = 1024.0;
-  } else if (unit == "M" || unit == "MB" || unit == "MIB") {
-    multiple = 1024.0 * 1024;
-  } else if (unit == "G" || unit == "GB" || unit == "GIB") {
-    multiple = 1024.0 * 1024 * 1024;
-  } else {
-    return bad();
-  }
-  // The arena checks the size against the machine; this only keeps the double in range.
-  if (!(value > 0) || value * multiple > 1e18) return bad();
-  return static_cast<uint64_t>(value * multiple);
 }
 
 struct StoreArgs {
@@ -69,7 +37,7 @@ struct StoreArgs {
 Status RunStore(const StoreArgs& args) {
   store::StoreOptions options;
   options.socket_path = args.socket;
-  ZD_ASSIGN_OR_RETURN(options.capacity, ParseBytes(args.capacity));
+  ZD_ASSIGN_OR_RETURN(options.capacity, ParseBytes("--capacity", args.capacity));
   options.hugepages = args.hugepages;
   options.populate = args.populate;
   options.group = args.group;

@@ -10,15 +10,6 @@
 namespace zerodet::server {
 namespace {
 
-struct DatatypeName {
-  DType dtype;
-  std::string_view name;
-};
-constexpr DatatypeName kDatatypes[] = {
-    {DType::kFloat32, "FP32"}, {DType::kFloat16, "FP16"}, {DType::kUInt8, "UINT8"},
-    {DType::kInt8, "INT8"},    {DType::kInt32, "INT32"},  {DType::kInt64, "INT64"},
-};
-
 std::string VersionText(std::string_view name, std::optional<int64_t> version) {
   return version ? std::string(name) + ":" + std::to_string(*version) : std::string(name);
 }
@@ -74,24 +65,6 @@ Result<ConstTensorView> BindInput(const InferInput& input, const TensorInfo& mod
 }
 
 }  // namespace
-
-Result<DType> ParseKServeDatatype(std::string_view name) {
-  for (const DatatypeName& d : kDatatypes) {
-    if (d.name == name) return d.dtype;
-  }
-  std::string known;
-  for (const DatatypeName& d : kDatatypes)
-    known += (known.empty() ? "" : ", ") + std::string(d.name);
-  return InvalidArgumentError("datatype '" + std::string(name.substr(0, 32)) +
-                              "' is not supported (supported: " + known + ")");
-}
-
-std::string_view KServeDatatype(DType dtype) {
-  for (const DatatypeName& d : kDatatypes) {
-    if (d.dtype == dtype) return d.name;
-  }
-  return "FP32";
-}
 
 InferenceService::InferenceService(ModelManager& manager, Options options)
     : manager_(manager), options_(options) {}

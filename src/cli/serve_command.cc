@@ -1,0 +1,169 @@
+// `zerodet serve --repo REPO`: the inference server. Models of the repository load on first use
+// through the model manager; HTTP speaks KServe v2 (and /v1/detect). SIGTERM or Ctrl-C: stop
+// accepting, let the requests in flight finish (at most --drain-seconds), exit 0.
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "byte_size_flag.h"
+#include "command_registry.h"
+#include "zerodet/core/file.h"
+#include "zerodet/models/model_manager.h"
+#include "zerodet/server/http_server.h"
+#include "zerodet/server/inference_service.h"
+
+namespace zerodet::cli {
+namespace {
+
+std::atomic<bool> g_stop{false};
+void OnSignal(int) {
+  g_stop.store(true);
+}
+
+struct ServeArgs {
+  std::string repo;
+  std::string http = "127.0.0.1:8000";
+  std::string token_file;
+  uint64_t max_models = 0;
+  std::string max_bytes;
+  std::string graph_cache;
+  std::vector<std::string> preload;
+  int load_threads = 2;
+  int request_threads = 4;
+  int threads = 0;
+  int drain_seconds = 30;
+  std::string max_body = "64M";
+  int request_timeout_ms = 60000;
+};
+
+// "HOST:PORT" -> address and port. Errors: kInvalidArgument.
+Result<std::pair<std::string, uint16_t>> ParseListen(const std::string& flag,
+                                                     const std::string& text) {
+  const size_t colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    return InvalidArgumentError(flag + " '" + text + "' must be HOST:PORT (e.g. 127.0.0.1:8000)");
+  }
+  std::string host = text.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);  // [::1]:8000
+  }
+  int port = -1;
+  try {
+    size_t used = 0;
+    port = std::stoi(text.substr(colon + 1), &used);
+    if (used != text.size() - colon - 1) port = -1;
+  } catch (...) {
+    port = -1;
+  }
+  if (port < 0 || port > 65535) {
+    return InvalidArgumentError(flag + " '" + text + "': the port must be within 0..65535");
+  }
+  return std::pair{host, static_cast<uint16_t>(port)};
+}
+
+// The bearer token: the file's first line, which must not be empty.
+Result<std::string> ReadToken(const std::string& path) {
+  ZD_ASSIGN_OR_RETURN(std::string text, ReadFileText(path, 4096));
+  const size_t end = text.find_first_of("\r\n");
+  std::string token = text.substr(0, end);
+  if (token.empty()) return InvalidArgumentError("--token-file " + path + " holds no token");
+  return token;
+}
+
+Status Serve(const ServeArgs& args) {
+  ManagerOptions manager_options;
+  manager_options.repository = args.repo;
+  if (args.max_models > 0 || !args.max_bytes.empty()) {
+    DeviceBudget budget;
+    budget.max_models = args.max_models;
+    if (!args.max_bytes.empty()) {
+      ZD_ASSIGN_OR_RETURN(budget.max_bytes, ParseBytes("--max-bytes", args.max_bytes));
+    }
+    manager_options.budgets["cpu"] = budget;
+  }
+  manager_options.graph_cache_dir = args.graph_cache;
+  manager_options.preload = args.preload;
+  manager_options.loader_threads = args.load_threads;
+  manager_options.thread_pool.intra_op_threads = args.threads;
+  ZD_ASSIGN_OR_RETURN(std::unique_ptr<ModelManager> manager,
+                      ModelManager::Create(std::move(manager_options)));
+  server::InferenceService service(*manager, {});
+
+  server::HttpServerOptions http;
+  ZD_ASSIGN_OR_RETURN(auto listen, ParseListen("--http", args.http));
+  http.address = listen.first;
+  http.port = listen.second;
+  http.request_threads = args.request_threads;
+  ZD_ASSIGN_OR_RETURN(http.max_body_bytes, ParseBytes("--max-body", args.max_body));
+  http.request_timeout = std::chrono::milliseconds(args.request_timeout_ms);
+  if (!args.token_file.empty()) {
+    ZD_ASSIGN_OR_RETURN(http.token, ReadToken(args.token_file));
+  }
+
+  struct sigaction action {};
+  action.sa_handler = OnSignal;
+  sigemptyset(&action.sa_mask);
+  ::sigaction(SIGINT, &action, nullptr);
+  ::sigaction(SIGTERM, &action, nullptr);
+  ZD_ASSIGN_OR_RETURN(std::unique_ptr<server::HttpServer> server,
+                      server::HttpServer::Start(service, http));
+  // The port line is for scripts and tests that start the server on port 0.
+  std::printf("{\"http_port\":%u}\n", static_cast<unsigned>(server->port()));
+  std::fflush(stdout);
+  while (!g_stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const int left = server->Shutdown(std::chrono::seconds(args.drain_seconds));
+  if (left > 0) {
+    std::fprintf(stderr, "zerodet serve: %d request(s) still running after %d s of draining\n",
+                 left, args.drain_seconds);
+  }
+  return Status::Ok();
+}
+
+const CommandRegistrar kRegistrar("serve", [](CLI::App& app) {
+  auto args = std::make_shared<ServeArgs>();
+  auto* cmd = app.add_subcommand(
+      "serve",
+      "Serve the models of a repository over HTTP (KServe v2 / Triton protocol, /v1/detect); "
+      "models load on first use");
+  cmd->add_option("--repo", args->repo,
+                  "Model repository (REPO/<model>/<version>/model.onnx, as Triton's)")
+      ->required();
+  cmd->add_option("--http", args->http, "HOST:PORT to serve HTTP on (port 0: any free port)")
+      ->capture_default_str();
+  cmd->add_option("--token-file", args->token_file,
+                  "File whose first line is the bearer token load/unload requests must carry");
+  cmd->add_option("--max-models", args->max_models, "Most model versions loaded at once (0: any)");
+  cmd->add_option("--max-bytes", args->max_bytes,
+                  "Most memory the loaded models may take (bytes; K, M, G suffixes)");
+  cmd->add_option("--graph-cache", args->graph_cache,
+                  "Directory of ONNX Runtime's optimized graphs (faster cold loads)");
+  cmd->add_option("--preload", args->preload, "Models to load at start (NAME, repeatable)");
+  cmd->add_option("--load-threads", args->load_threads, "Models loaded at once")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  cmd->add_option("--request-threads", args->request_threads, "Requests handled at once")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  cmd->add_option("--threads", args->threads,
+                  "ONNX Runtime intra-op threads shared by every model (0: one per core)")
+      ->check(CLI::Range(0, 64));
+  cmd->add_option("--max-body", args->max_body, "Largest request body (bytes; K, M, G)")
+      ->capture_default_str();
+  cmd->add_option("--request-timeout-ms", args->request_timeout_ms,
+                  "How long a request may wait for its model (a load, a free instance)")
+      ->check(CLI::Range(1, 3'600'000))
+      ->capture_default_str();
+  cmd->add_option("--drain-seconds", args->drain_seconds,
+                  "On SIGTERM, how long requests in flight may take to finish")
+      ->check(CLI::Range(0, 3600))
+      ->capture_default_str();
+  SetRun(cmd, [args] { return Serve(*args); });
+});
+
+}  // namespace
+}  // namespace zerodet::cli

@@ -1,0 +1,341 @@
+#include "zerodet/server/http_server.h"
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <charconv>
+#include <optional>
+#include <thread>
+
+#include "http_routes.h"
+#include "kserve_http.h"
+#include "zerodet/core/log_rate_limiter.h"
+
+namespace zerodet::server {
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+class Session;
+
+}  // namespace
+
+struct HttpServer::Impl {
+  Impl(InferenceService& s, const HttpServerOptions& o)
+      : service(s), options(o), acceptor(ioc), accept_backoff(ioc) {}
+
+  void Accept();
+  void OnAccept(beast::error_code ec, tcp::socket socket);
+
+  InferenceService& service;
+  const HttpServerOptions options;
+  detail::RouteOptions routes;
+  // Declared before the io_context: sessions destroyed with it still count themselves out.
+  std::atomic<bool> draining{false};
+  std::atomic<bool> stopped{false};
+  std::atomic<int> in_flight{0};
+  std::atomic<uint32_t> connections{0};
+  LogRateLimiter accept_log{std::chrono::seconds(10)};
+  net::io_context ioc;
+  // Keeps the I/O threads running while no operation is pending (every request of the moment
+  // on the request pool, the acceptor closed by Shutdown): their replies still need them.
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
+  tcp::acceptor acceptor;
+  net::steady_timer accept_backoff;
+  std::vector<std::thread> io_threads;
+  // After the io_context: destroyed (and joined) first, so no request handler outlives it.
+  std::optional<net::thread_pool> requests;
+  bool shut_down = false;
+};
+
+namespace {
+
+// One connection: reads requests one at a time (HTTP/1.1 keep-alive), hands each to the
+// request pool, writes its response, and reads the next.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, HttpServer::Impl& server)
+      : stream_(std::move(socket)), server_(server) {
+    server_.connections.fetch_add(1);
+  }
+  ~Session() { server_.connections.fetch_sub(1); }
+
+  void Start() {
+    net::dispatch(stream_.get_executor(),
+                  beast::bind_front_handler(&Session::Read, shared_from_this()));
+  }
+
+ private:
+  void Read() {
+    parser_.emplace();
+    parser_->header_limit(server_.options.max_header_bytes);
+    parser_->body_limit(server_.options.max_body_bytes);
+    // Covers the whole request: an idle keep-alive connection and a client that sends a byte
+    // at a time are both closed when it passes.
+    stream_.expires_after(server_.options.request_read_timeout);
+    http::async_read(stream_, buffer_, *parser_,
+                     beast::bind_front_handler(&Session::OnRead, shared_from_this()));
+  }
+
+  void OnRead(beast::error_code ec, size_t) {
+    if (ec == http::error::body_limit) {
+      return Reply(Plain(413, "the request body is larger than " +
+                                  std::to_string(server_.options.max_body_bytes) + " bytes"),
+                   false, 11);
+    }
+    if (ec == http::error::header_limit) {
+      return Reply(Plain(431, "the request headers are larger than " +
+                                  std::to_string(server_.options.max_header_bytes) + " bytes"),
+                   false, 11);
+    }
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+        ec == net::error::connection_reset || ec == net::error::operation_aborted ||
+        ec == net::error::eof) {
+      return Close();
+    }
+    if (ec) return Reply(Plain(400, "malformed HTTP request: " + ec.message()), false, 11);
+    request_ = parser_->release();
+    ++served_;
+    const bool keep_alive = request_.keep_alive() &&
+                            served_ < server_.options.max_requests_per_connection &&
+                            !server_.draining.load();
+    if (server_.draining.load()) {
+      return Reply(Plain(503, "the server is shutting down"), false, request_.version());
+    }
+    server_.in_flight.fetch_add(1);
+    counted_ = true;
+    net::post(*server_.requests,
+              [self = shared_from_this(), keep_alive] { self->Handle(keep_alive); });
+  }
+
+  // On a request thread.
+  void Handle(bool keep_alive) {
+    detail::HttpResponse response;
+    if (server_.stopped.load()) {
+      response = Plain(503, "the server is shutting down");
+    } else {
+      try {
+        response = detail::HandleHttp(ToRequest(), server_.service, server_.routes);
+      } catch (const std::bad_alloc&) {
+        response = Plain(503, "out of memory");
+      } catch (const std::exception& e) {
+        response = Plain(500, std::string("internal error: ") + e.what());
+      }
+    }
+    net::post(stream_.get_executor(),
+              [self = shared_from_this(), response = std::move(response), keep_alive]() mutable {
+                self->Reply(std::move(response), keep_alive, self->request_.version());
+              });
+  }
+
+  detail::HttpRequest ToRequest() const {
+    detail::HttpRequest out;
+    out.method = std::string(request_.method_string());
+    out.target = std::string(request_.target());
+    if (auto it = request_.find(http::field::content_type); it != request_.end()) {
+      out.content_type = std::string(it->value());
+    }
+    if (auto it = request_.find(http::field::authorization); it != request_.end()) {
+      out.authorization = std::string(it->value());
+    }
+    if (auto it = request_.find("Inference-Header-Content-Length"); it != request_.end()) {
+      uint64_t length = 0;
+      const auto value = it->value();
+      const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), length);
+      // A malformed length is treated as larger than any body: the parser says so.
+      out.inference_header_length =
+          ec == std::errc() && end == value.data() + value.size() ? length : UINT64_MAX;
+    }
+    out.body = request_.body();
+    return out;
+  }
+
+  static detail::HttpResponse Plain(int status, std::string message) {
+    detail::HttpResponse response;
+    response.status = status;
+    response.body = detail::ErrorBody(message);
+    return response;
+  }
+
+  void Reply(detail::HttpResponse response, bool keep_alive, unsigned version) {
+    response_ = {};
+    response_.version(version);
+    response_.result(static_cast<unsigned>(response.status));
+    response_.set(http::field::server, "zerodet");
+    response_.set(http::field::content_type, response.content_type);
+    for (auto& [name, value] : response.headers) response_.set(name, value);
+    response_.body() = std::move(response.body);
+    response_.keep_alive(keep_alive);
+    response_.prepare_payload();
+    stream_.expires_after(server_.options.request_read_timeout);
+    http::async_write(stream_, response_,
+                      [self = shared_from_this(), keep_alive](beast::error_code ec, size_t) {
+                        if (self->counted_) {
+                          self->counted_ = false;
+                          self->server_.in_flight.fetch_sub(1);
+                        }
+                        if (ec) return self->Close();
+                        if (!keep_alive) return self->Linger();
+                        self->Read();
+                      });
+  }
+
+  // Ends the connection after a response that closes it. The client may still be sending (a
+  // body refused for its size): closing with its bytes unread would reset the connection and
+  // could destroy the response before the client reads it, so the rest is read and dropped
+  // (briefly, and at most 1 MiB) after our side is shut down.
+  void Linger() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) return Close();
+    stream_.expires_after(std::chrono::seconds(2));
+    DiscardSome();
+  }
+
+  void DiscardSome() {
+    if (discarded_ > (1u << 20)) return Close();
+    stream_.async_read_some(net::buffer(discard_),
+                            [self = shared_from_this()](beast::error_code ec, size_t n) {
+                              if (ec) return self->Close();  // EOF, timeout or reset: done
+                              self->discarded_ += n;
+                              self->DiscardSome();
+                            });
+  }
+
+  void Close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.close();
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  http::request<http::string_body> request_;
+  http::response<http::string_body> response_;
+  HttpServer::Impl& server_;
+  uint32_t served_ = 0;
+  bool counted_ = false;
+  std::array<char, 4096> discard_{};
+  size_t discarded_ = 0;  // a request of this session counts in in_flight
+};
+
+}  // namespace
+
+void HttpServer::Impl::Accept() {
+  acceptor.async_accept(net::make_strand(ioc), beast::bind_front_handler(&Impl::OnAccept, this));
+}
+
+void HttpServer::Impl::OnAccept(beast::error_code ec, tcp::socket socket) {
+  if (!acceptor.is_open()) return;  // shutting down
+  if (ec) {
+    // Out of descriptors (EMFILE) and the like: back off instead of spinning on accept.
+    uint64_t suppressed = 0;
+    if (accept_log.Admit(&suppressed)) {
+      spdlog::warn("serve: accept failed: {}; retrying ({} messages suppressed)", ec.message(),
+                   suppressed);
+    }
+    accept_backoff.expires_after(std::chrono::milliseconds(100));
+    accept_backoff.async_wait([this](beast::error_code) {
+      if (acceptor.is_open()) Accept();
+    });
+    return;
+  }
+  if (connections.load() >= options.max_connections) {
+    beast::error_code ignored;
+    socket.close(ignored);  // over the limit: refused at once
+  } else {
+    std::make_shared<Session>(std::move(socket), *this)->Start();
+  }
+  Accept();
+}
+
+Result<std::unique_ptr<HttpServer>> HttpServer::Start(InferenceService& service,
+                                                      const HttpServerOptions& options) {
+  if (options.io_threads < 1 || options.io_threads > 64) {
+    return InvalidArgumentError("HTTP I/O threads must be within 1..64");
+  }
+  if (options.request_threads < 1 || options.request_threads > 256) {
+    return InvalidArgumentError("HTTP request threads must be within 1..256");
+  }
+  if (options.max_connections < 1 || options.max_body_bytes < 1 ||
+      options.max_header_bytes < 1024) {
+    return InvalidArgumentError("HTTP limits must be positive (headers at least 1 KiB)");
+  }
+  auto impl = std::make_shared<Impl>(service, options);
+  impl->routes.token = options.token;
+  impl->routes.request_timeout = options.request_timeout;
+  impl->routes.draining = &impl->draining;
+  beast::error_code ec;
+  const net::ip::address address = net::ip::make_address(options.address, ec);
+  if (ec) {
+    return InvalidArgumentError("HTTP address '" + options.address + "' is not an IP address");
+  }
+  const tcp::endpoint endpoint(address, options.port);
+  const std::string where = options.address + ":" + std::to_string(options.port);
+  impl->acceptor.open(endpoint.protocol(), ec);
+  if (!ec) impl->acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) impl->acceptor.bind(endpoint, ec);
+  if (!ec) impl->acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) return UnavailableError("cannot listen for HTTP on " + where + ": " + ec.message());
+  impl->requests.emplace(static_cast<size_t>(options.request_threads));
+  impl->work.emplace(impl->ioc.get_executor());
+  impl->Accept();
+  try {
+    for (int i = 0; i < options.io_threads; ++i) {
+      impl->io_threads.emplace_back([raw = impl.get()] { raw->ioc.run(); });
+    }
+  } catch (const std::system_error& e) {
+    auto server = std::unique_ptr<HttpServer>(new HttpServer(impl));
+    server->Shutdown(std::chrono::milliseconds(0));
+    return ResourceExhaustedError(std::string("cannot start HTTP threads: ") + e.what());
+  }
+  spdlog::info("serve: HTTP on {}:{}", options.address, impl->acceptor.local_endpoint().port());
+  return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
+}
+
+HttpServer::HttpServer(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+HttpServer::~HttpServer() {
+  Shutdown(std::chrono::milliseconds(0));
+}
+
+uint16_t HttpServer::port() const {
+  beast::error_code ec;
+  const tcp::endpoint endpoint = impl_->acceptor.local_endpoint(ec);
+  return ec ? 0 : endpoint.port();
+}
+
+int HttpServer::Shutdown(std::chrono::milliseconds grace) {
+  Impl& impl = *impl_;
+  if (impl.shut_down) return 0;
+  impl.shut_down = true;
+  impl.draining = true;
+  net::post(impl.ioc, [&impl] {
+    beast::error_code ec;
+    impl.acceptor.close(ec);
+    impl.accept_backoff.cancel();
+  });
+  const Deadline deadline = Deadline::After(grace);
+  while (impl.in_flight.load() > 0 && !deadline.expired()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  const int left = impl.in_flight.load();
+  impl.stopped = true;
+  impl.work.reset();
+  impl.ioc.stop();
+  for (std::thread& t : impl.io_threads) t.join();
+  impl.io_threads.clear();
+  // Requests still queued answer "shutting down" to nobody; running ones finish their Run.
+  if (impl.requests) impl.requests->join();
+  return left;
+}
+
+}  // namespace zerodet::server
