@@ -88,6 +88,8 @@ class BufferExporter {
   virtual ~BufferExporter() = default;
   // False (with a Python error set) when there is nothing to export any more.
   virtual bool Layout(BufferLayout* layout) = 0;
+  // False once released (sealed, aborted): nothing left to export.
+  virtual bool alive() const = 0;
   int exports() const { return exports_; }
   // Raises BufferError naming `action` while exports exist.
   void CheckNoExports(const char* action) const;
@@ -141,6 +143,9 @@ void EnableExports(py::class_<T, Options...>& cls) {
 // numpy.asarray(obj): a numpy array over obj's exported buffer (no copy; the array keeps obj
 // alive through a memoryview).
 py::array AsArray(py::handle obj);
+// AsArray of an exporter's Python object; raises ClosedError once it is released (numpy would
+// otherwise quietly make a 0-d object array of it).
+py::array ExportArray(py::handle self, const BufferExporter& exporter, const char* what);
 
 // A timeout in seconds from Python: None waits without limit, 0 does not wait. Raises ValueError
 // for NaN and negative values.

@@ -110,7 +110,7 @@ The store reference is held while the Sample or any array of it lives. One threa
 )doc");
   sample
       .def(
-          "array", [](py::object self) { return AsArray(self); },
+          "array", [](py::object self) { return ExportArray(self, py::cast<PySample&>(self), "Sample"); },
           "A read-only numpy array over the sample (no copy).")
       .def_property_readonly("index", &PySample::index)
       .def_property_readonly(

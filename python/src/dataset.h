@@ -39,6 +39,7 @@ class PySample : public BufferExporter {
   size_t index() const { return index_; }
   bool from_store() const { return sample_.from_store(); }
   bool released() const { return released_; }
+  bool alive() const override { return !released_; }
   void Release() {
     if (released_) return;
     CheckNoExports("release the Sample");

@@ -170,6 +170,11 @@ py::array AsArray(py::handle obj) {
   return py::reinterpret_steal<py::array>(array);
 }
 
+py::array ExportArray(py::handle self, const BufferExporter& exporter, const char* what) {
+  if (!exporter.alive()) ThrowError("ClosedError", std::string("the ") + what + " was released");
+  return AsArray(self);
+}
+
 std::chrono::milliseconds TimeoutFromSeconds(const py::object& seconds) {
   if (seconds.is_none()) return std::chrono::milliseconds(-1);
   const double s = py::cast<double>(seconds);

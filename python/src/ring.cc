@@ -119,6 +119,7 @@ class PyFrame : public BufferExporter {
     state_->ReleaseLease(std::move(lease_));
   }
   bool released() const { return !lease_.valid(); }
+  bool alive() const override { return lease_.valid(); }
   const ring::FrameInfo& info() const { return info_; }
 
  private:
@@ -405,7 +406,7 @@ block) gives it back early. Keep frames short-lived: a held frame is a slot the 
 )doc");
   frame
       .def(
-          "array", [](py::object self) { return AsArray(self); },
+          "array", [](py::object self) { return ExportArray(self, py::cast<PyFrame&>(self), "Frame"); },
           "A read-only numpy array over the frame (no copy).")
       .def_property_readonly(
           "sequence", [](const PyFrame& f) { return f.info().sequence; },

@@ -120,6 +120,21 @@ class HeldBuffer {
   bool held_ = false;
 };
 
+// A create's error: kResourceExhausted there always means the object does not fit (now or
+// ever, or the object table is full), so it is a StoreFullError.
+[[noreturn]] void ThrowCreateError(const Status& status) {
+  if (status.code() == StatusCode::kResourceExhausted) {
+    ThrowError("StoreFullError", status.message());
+  }
+  ThrowStatus(status);
+}
+
+template <typename T>
+T CreatedOrThrow(Result<T> result) {
+  if (!result.ok()) ThrowCreateError(result.status());
+  return std::move(result).value();
+}
+
 void CopyMaybeWithoutGil(uint8_t* dst, std::span<const uint8_t> src) {
   if (src.size() >= kReleaseGilCopyBytes) {
     py::gil_scoped_release release;
@@ -156,6 +171,7 @@ class PyStoreObject : public BufferExporter {
     return true;
   }
 
+  bool alive() const override { return view_.valid(); }
   const ObjectView& view(const char* what) const {
     if (!view_.valid())
       ThrowError("ClosedError", std::string("cannot ") + what + ": the StoreObject was released");
@@ -208,6 +224,7 @@ class PyStoreBuffer : public BufferExporter {
     return true;
   }
 
+  bool alive() const override { return buffer_.valid(); }
   ObjectBuffer& buffer(const char* what) {
     fork_.CheckOwner("this StoreBuffer");
     if (!buffer_.valid()) {
@@ -316,12 +333,18 @@ std::unique_ptr<PyStoreBuffer> Create(PyStore& self, const py::handle& id_value,
     py::gil_scoped_release release;
     return client->Create(id, size, meta, options);
   }();
-  return std::make_unique<PyStoreBuffer>(client, ValueOrThrow(std::move(buffer)));
+  return std::make_unique<PyStoreBuffer>(client, CreatedOrThrow(std::move(buffer)));
 }
 
-ObjectId Put(PyStore& self, const py::handle& id_value, const py::handle& value,
+ObjectId Put(PyStore& self, const py::handle& id_value, const py::handle& value_in,
              const py::object& metadata_value, bool pinned) {
   const ObjectId id = IdFromPython(id_value);
+  // numpy scalars (numpy.float32(1), a 0-d comparison result) are stored as 0-d arrays.
+  py::object value = py::reinterpret_borrow<py::object>(value_in);
+  if (!py::isinstance<py::array>(value) && py::hasattr(value, "dtype") &&
+      py::hasattr(value, "shape")) {
+    value = AsArray(value);
+  }
   const std::shared_ptr<StoreClient>& client = self.client();
   std::vector<uint8_t> metadata;
   HeldBuffer src(value, "value");
@@ -349,7 +372,7 @@ ObjectId Put(PyStore& self, const py::handle& id_value, const py::handle& value,
     py::gil_scoped_release release;
     return client->Create(id, src.bytes().size(), metadata, options);
   }();
-  ObjectBuffer buffer = ValueOrThrow(std::move(created));
+  ObjectBuffer buffer = CreatedOrThrow(std::move(created));
   CopyMaybeWithoutGil(buffer.data().data(), src.bytes());
   Status sealed;
   {
@@ -455,7 +478,7 @@ Use it from one thread at a time.
                              "The metadata bytes given to put()/create() (a copy).")
       .def_property_readonly("released", &PyStoreObject::released, "True after release().")
       .def(
-          "array", [](py::object self) { return AsArray(self); },
+          "array", [](py::object self) { return ExportArray(self, py::cast<PyStoreObject&>(self), "StoreObject"); },
           "A read-only numpy array over the object (no copy); it keeps the object referenced.")
       .def("release", &PyStoreObject::Release, R"doc(
 Drops the store reference now (otherwise dropped when this object is garbage-collected).
