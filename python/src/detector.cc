@@ -67,6 +67,12 @@ class PyDetector {
       throw py::value_error("threads must be in 0.." + std::to_string(kMaxBackendThreads));
     }
     if (model.is_none()) throw py::type_error("give model=PATH, or repo=REPO and model=NAME");
+    // ONNX Runtime's environment is process-wide and decides once whether it has shared thread
+    // pools, which repository models (the model manager) need. Create it with them before the
+    // first detector of any kind, so file and repository detectors mix in one process in any
+    // order; file detectors still run on pools of their own (`threads`). Should this fail, a
+    // repository model reports the reason itself.
+    (void)ConfigureSharedThreadPool(SharedThreadPoolOptions{});
     const std::string model_text = py::str(py::module_::import("os").attr("fspath")(model));
     DetectParams params;
     params.conf_threshold = static_cast<float>(conf);
