@@ -19,7 +19,7 @@ using dataset::SampleLayout;
 class PyDatasetReader {
  public:
   PyDatasetReader(const PyStore& store, const std::string& name) : name_(name) {
-    const std::shared_ptr<store::StoreClient>& client = store.client();
+    const std::shared_ptr<store::StoreClient> client = store.client();
     Result<std::unique_ptr<DatasetReader>> reader = [&] {
       py::gil_scoped_release release;
       return DatasetReader::Open(client, name);
@@ -110,7 +110,8 @@ The store reference is held while the Sample or any array of it lives. One threa
 )doc");
   sample
       .def(
-          "array", [](py::object self) { return ExportArray(self, py::cast<PySample&>(self), "Sample"); },
+          "array",
+          [](py::object self) { return ExportArray(self, py::cast<PySample&>(self), "Sample"); },
           "A read-only numpy array over the sample (no copy).")
       .def_property_readonly("index", &PySample::index)
       .def_property_readonly(

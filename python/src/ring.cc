@@ -161,7 +161,8 @@ class PyRingReader {
     // Otherwise the last frame (or this) detaches the reader.
   }
 
-  const std::shared_ptr<ReaderState>& state(const char* what) const {
+  // A copy: a read running without the GIL keeps the reader while another thread closes.
+  std::shared_ptr<ReaderState> state(const char* what) const {
     fork_.CheckOwner("this RingReader");
     if (state_ == nullptr) {
       ThrowError("ClosedError",
@@ -171,8 +172,8 @@ class PyRingReader {
   }
 
   // One read; `timeout` < 0 waits without limit (in slices, checking for Ctrl-C).
-  Result<FrameLease> ReadLease(std::chrono::milliseconds timeout) {
-    const std::shared_ptr<ReaderState>& s = state("read");
+  Result<FrameLease> ReadLease(const std::shared_ptr<ReaderState>& s,
+                               std::chrono::milliseconds timeout) {
     const bool forever = timeout.count() < 0;
     const Deadline deadline = forever ? Deadline::Never() : Deadline::After(timeout);
     for (;;) {
@@ -195,21 +196,24 @@ class PyRingReader {
   }
 
   std::unique_ptr<PyFrame> Read(const py::object& timeout) {
-    Result<FrameLease> lease = ReadLease(TimeoutFromSeconds(timeout));
-    return std::make_unique<PyFrame>(state_, ValueOrThrow(std::move(lease)));
+    std::shared_ptr<ReaderState> s = state("read");
+    Result<FrameLease> lease = ReadLease(s, TimeoutFromSeconds(timeout));
+    return std::make_unique<PyFrame>(std::move(s), ValueOrThrow(std::move(lease)));
   }
 
   // Iteration: the next frame, waiting through writer restarts; nullptr once the writer closed
   // the ring and every frame is read.
   std::unique_ptr<PyFrame> Next() {
+    std::shared_ptr<ReaderState> s = state("read");
     for (;;) {
-      Result<FrameLease> lease = ReadLease(std::chrono::milliseconds(-1));
-      if (lease.ok()) return std::make_unique<PyFrame>(state_, std::move(lease).value());
+      Result<FrameLease> lease = ReadLease(s, std::chrono::milliseconds(-1));
+      if (lease.ok()) return std::make_unique<PyFrame>(s, std::move(lease).value());
       if (lease.status().code() != StatusCode::kUnavailable) ThrowStatus(lease.status());
       bool closed = false;
       {
-        std::lock_guard<std::mutex> lock(state_->mu);
-        closed = state_->reader->WriterClosed();
+        py::gil_scoped_release release;
+        std::lock_guard<std::mutex> lock(s->mu);
+        closed = s->reader->WriterClosed();
       }
       if (closed) return nullptr;
       // The writer died; a restarted writer resumes the ring. Wait for it, interruptibly.
@@ -230,10 +234,20 @@ class PyRingReader {
   const std::string& name() const { return name_; }
 
   py::dict Stats() {
-    const std::shared_ptr<ReaderState>& s = state("read stats");
-    std::lock_guard<std::mutex> lock(s->mu);
-    const ring::ReaderStats r = s->reader->Stats();
-    const ring::RingStats g = s->reader->RingStatistics();
+    const std::shared_ptr<ReaderState> s = state("read stats");
+    ring::ReaderStats r;
+    ring::RingStats g;
+    bool alive = false;
+    bool closed = false;
+    {
+      // Not holding the GIL while a read in another thread finishes its wait.
+      py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(s->mu);
+      r = s->reader->Stats();
+      g = s->reader->RingStatistics();
+      alive = s->reader->WriterAlive();
+      closed = s->reader->WriterClosed();
+    }
     py::dict d;
     d["frames_read"] = r.frames_read;
     d["frames_missed"] = r.frames_missed;
@@ -242,8 +256,8 @@ class PyRingReader {
     d["frames_overwritten"] = g.frames_overwritten;
     d["readers_attached"] = g.readers_attached;
     d["last_sequence"] = g.last_sequence;
-    d["writer_alive"] = s->reader->WriterAlive();
-    d["writer_closed"] = s->reader->WriterClosed();
+    d["writer_alive"] = alive;
+    d["writer_closed"] = closed;
     return d;
   }
 
@@ -283,6 +297,8 @@ class PyRingWriter {
   }
   ~PyRingWriter() { fork_.Dispose(writer_); }
 
+  // REQUIRES: mu_ held for every use of the returned writer that runs without the GIL (a
+  // concurrent close() takes mu_ before destroying it).
   RingWriter& writer(const char* what) {
     fork_.CheckOwner("this RingWriter");
     if (writer_ == nullptr)
@@ -324,8 +340,10 @@ class PyRingWriter {
     view.width = static_cast<int>(buf.shape[1]);
     view.stride = static_cast<size_t>(buf.strides[0]);
     view.format = format_;
-    Result<uint64_t> sequence = [&] {
+    Result<uint64_t> sequence = [&]() -> Result<uint64_t> {
       py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mu_);
+      if (writer_ == nullptr) return FailedPreconditionError("the RingWriter was closed");
       return w.WriteImage(view, ts);
     }();
     return SequenceOrNone(std::move(sequence));
@@ -346,6 +364,8 @@ class PyRingWriter {
     }
     Result<uint64_t> sequence = [&]() -> Result<uint64_t> {
       py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mu_);
+      if (writer_ == nullptr) return FailedPreconditionError("the RingWriter was closed");
       ZD_ASSIGN_OR_RETURN(std::span<uint8_t> slot, w.BeginFrame());
       std::memcpy(slot.data(), buf.ptr, size);
       ring::FrameInfo info;
@@ -362,6 +382,7 @@ class PyRingWriter {
   void Close() {
     fork_.CheckOwner("this RingWriter");
     py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mu_);
     writer_.reset();
   }
   bool closed() const { return writer_ == nullptr; }
@@ -390,6 +411,7 @@ class PyRingWriter {
   }
 
   ForkOwned fork_;
+  std::mutex mu_;  // one write at a time (RingWriter is single-threaded), none during close
   std::unique_ptr<RingWriter> writer_;
   PixelFormat format_;
 };
@@ -406,7 +428,8 @@ block) gives it back early. Keep frames short-lived: a held frame is a slot the 
 )doc");
   frame
       .def(
-          "array", [](py::object self) { return ExportArray(self, py::cast<PyFrame&>(self), "Frame"); },
+          "array",
+          [](py::object self) { return ExportArray(self, py::cast<PyFrame&>(self), "Frame"); },
           "A read-only numpy array over the frame (no copy).")
       .def_property_readonly(
           "sequence", [](const PyFrame& f) { return f.info().sequence; },

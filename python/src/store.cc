@@ -236,6 +236,7 @@ class PyStoreBuffer : public BufferExporter {
 
   ObjectId Seal() {
     ObjectBuffer& buffer = this->buffer("seal");
+    CheckNoWrites("seal");
     // Sealing unmaps the writable pages: an array still writing there would fault.
     CheckNoExports("seal the StoreBuffer");
     const ObjectId id = buffer.id();
@@ -250,6 +251,7 @@ class PyStoreBuffer : public BufferExporter {
 
   void Abort() {
     ObjectBuffer& buffer = this->buffer("abort");
+    CheckNoWrites("abort");
     CheckNoExports("abort the StoreBuffer");
     Status status;
     {
@@ -268,15 +270,29 @@ class PyStoreBuffer : public BufferExporter {
                             " bytes at offset " + std::to_string(offset) + " into an object of " +
                             std::to_string(size) + " bytes");
     }
+    // Another thread may call seal() while a large copy runs without the GIL: it must not
+    // unmap the pages under the copy.
+    ++writes_in_flight_;
     CopyMaybeWithoutGil(buffer.data().data() + offset, src.bytes());
+    --writes_in_flight_;
   }
 
   bool finished() const { return !buffer_.valid(); }
 
  private:
+  void CheckNoWrites(const char* action) const {
+    if (writes_in_flight_ > 0) {
+      throw py::buffer_error(std::string("cannot ") + action +
+                             " the StoreBuffer: another thread is writing into it");
+    }
+  }
+
+ public:
+ private:
   ForkOwned fork_;
   std::shared_ptr<StoreClient> client_;
   ObjectBuffer buffer_;
+  int writes_in_flight_ = 0;  // changed only with the GIL held
 };
 
 PyStore::PyStore(const std::string& socket, bool readonly) : socket_(socket), readonly_(readonly) {
@@ -293,7 +309,7 @@ PyStore::~PyStore() {
   fork_.Dispose(client_);
 }
 
-const std::shared_ptr<StoreClient>& PyStore::client() const {
+std::shared_ptr<StoreClient> PyStore::client() const {
   fork_.CheckOwner("this Store");
   if (client_ == nullptr) ThrowError("ClosedError", "store " + socket_ + " is closed");
   return client_;
@@ -311,7 +327,7 @@ std::unique_ptr<PyStoreObject> Get(PyStore& self, const py::handle& id_value,
   const ObjectId id = IdFromPython(id_value);
   store::GetOptions options;
   options.timeout = TimeoutFromSeconds(timeout);
-  const std::shared_ptr<StoreClient>& client = self.client();
+  const std::shared_ptr<StoreClient> client = self.client();
   Result<ObjectView> view = [&]() -> Result<ObjectView> {
     // A fast-path get (timeout 0) takes a fraction of a microsecond: dropping the GIL would
     // cost more than it runs.
@@ -325,7 +341,7 @@ std::unique_ptr<PyStoreObject> Get(PyStore& self, const py::handle& id_value,
 std::unique_ptr<PyStoreBuffer> Create(PyStore& self, const py::handle& id_value, uint64_t size,
                                       const py::bytes& metadata, bool pinned) {
   const ObjectId id = IdFromPython(id_value);
-  const std::shared_ptr<StoreClient>& client = self.client();
+  const std::shared_ptr<StoreClient> client = self.client();
   store::CreateOptions options;
   options.pinned = pinned;
   const std::span<const uint8_t> meta = BytesOf(metadata);
@@ -345,7 +361,7 @@ ObjectId Put(PyStore& self, const py::handle& id_value, const py::handle& value_
       py::hasattr(value, "shape")) {
     value = AsArray(value);
   }
-  const std::shared_ptr<StoreClient>& client = self.client();
+  const std::shared_ptr<StoreClient> client = self.client();
   std::vector<uint8_t> metadata;
   HeldBuffer src(value, "value");
   if (py::isinstance<py::array>(value)) {
@@ -478,7 +494,10 @@ Use it from one thread at a time.
                              "The metadata bytes given to put()/create() (a copy).")
       .def_property_readonly("released", &PyStoreObject::released, "True after release().")
       .def(
-          "array", [](py::object self) { return ExportArray(self, py::cast<PyStoreObject&>(self), "StoreObject"); },
+          "array",
+          [](py::object self) {
+            return ExportArray(self, py::cast<PyStoreObject&>(self), "StoreObject");
+          },
           "A read-only numpy array over the object (no copy); it keeps the object referenced.")
       .def("release", &PyStoreObject::Release, R"doc(
 Drops the store reference now (otherwise dropped when this object is garbage-collected).
@@ -584,7 +603,7 @@ it (or use it as a context manager). Raises as put().)doc")
           "delete",
           [](PyStore& self, const py::handle& ids) {
             const std::vector<ObjectId> list = IdsFromPython(ids);
-            const std::shared_ptr<StoreClient>& client = self.client();
+            const std::shared_ptr<StoreClient> client = self.client();
             Status status;
             {
               py::gil_scoped_release release;
@@ -599,7 +618,7 @@ exist (the others are still deleted).)doc")
       .def(
           "list",
           [](PyStore& self) {
-            const std::shared_ptr<StoreClient>& client = self.client();
+            const std::shared_ptr<StoreClient> client = self.client();
             Result<std::vector<store::ObjectInfo>> infos = [&] {
               py::gil_scoped_release release;
               return client->List();
@@ -621,7 +640,7 @@ exist (the others are still deleted).)doc")
       .def(
           "stats",
           [](PyStore& self) {
-            const std::shared_ptr<StoreClient>& client = self.client();
+            const std::shared_ptr<StoreClient> client = self.client();
             Result<store::StoreStats> stats = [&] {
               py::gil_scoped_release release;
               return client->Stats();

@@ -19,8 +19,9 @@ class PyStore {
   PyStore(const std::string& socket, bool readonly);
   ~PyStore();
 
-  // The client; raises ClosedError after close() and ForkError in a forked child.
-  const std::shared_ptr<store::StoreClient>& client() const;
+  // The client; raises ClosedError after close() and ForkError in a forked child. A copy: a
+  // call that runs without the GIL keeps the client alive while another thread closes.
+  std::shared_ptr<store::StoreClient> client() const;
   void Close();
   bool closed() const { return client_ == nullptr; }
   const std::string& socket() const { return socket_; }

@@ -202,3 +202,29 @@ output:
     finally:
         pipeline.send_signal(signal.SIGTERM)
         pipeline.wait(timeout=60)
+
+
+def test_closing_a_reader_while_another_thread_reads_it():
+    name = ring_name("close")
+    writer = zerodet.RingWriter(name, width=2, height=2, pixel_format="gray")
+    reader = zerodet.RingReader(name)
+    seen = []
+
+    def consume():
+        try:
+            for frame in reader:
+                seen.append(int(frame.array()[0, 0]))
+        except zerodet.ClosedError:
+            seen.append("closed")
+
+    thread = threading.Thread(target=consume)
+    thread.start()
+    writer.write(numpy.full((2, 2), 1, numpy.uint8))
+    assert wait_for(lambda: seen == [1])
+    reader.close()
+    # The read in progress keeps the reader attached and still delivers; the next one finds
+    # the reader closed.
+    writer.write(numpy.full((2, 2), 2, numpy.uint8))
+    thread.join()
+    writer.close()
+    assert seen == [1, 2, "closed"] and reader.closed

@@ -298,3 +298,18 @@ def test_a_forked_child_leaves_the_parents_references_alone(store):
 def test_store_help_explains():
     assert "shared-memory object store" in zerodet.Store.__doc__
     assert "timeout" in zerodet.Store.get.__doc__
+
+
+def test_closing_a_store_while_another_thread_waits_on_it(store_process):
+    import threading
+    store = zerodet.Store(store_process.socket)
+    got = {}
+    thread = threading.Thread(target=lambda: got.update(
+        value=bytes(store.get("late", timeout=30).array())))
+    thread.start()
+    with zerodet.Store(store_process.socket) as other:
+        assert wait_for(lambda: other.stats()["waiting_gets"] == 1)
+        store.close()  # the waiting get keeps its connection until it returns
+        other.put("late", b"still served")
+    thread.join()
+    assert got["value"] == b"still served" and store.closed
