@@ -7,6 +7,7 @@ parent's connection or references (see zerodet.ForkError).
 """
 
 import json
+import operator
 import os
 
 import numpy
@@ -99,10 +100,11 @@ class Dataset:
                 raise NotFoundError(f"dataset '{self.name}' has no sample named '{key}'")
             key = index
         elif not isinstance(key, int):
-            key = int(numpy.asarray(key).item()) if hasattr(key, "__index__") else key
-            if not isinstance(key, int):
+            try:
+                key = operator.index(key)  # numpy integers, torch's sampler indices
+            except TypeError:
                 raise TypeError(f"dataset index must be an int or a sample name, not "
-                                f"{type(key).__name__}")
+                                f"{type(key).__name__}") from None
         return reader.get(key)
 
     def index(self, name):
