@@ -155,10 +155,7 @@ inline void PrintJsonLine(const nlohmann::ordered_json& json) {
 }
 
 inline nlohmann::ordered_json TimingJson(const StageTimings& t) {
-  return {{"decode", RoundTo(t.decode_ms, 3)},
-          {"preprocess", RoundTo(t.preprocess_ms, 3)},
-          {"infer", RoundTo(t.infer_ms, 3)},
-          {"postprocess", RoundTo(t.postprocess_ms, 3)}};
+  return StageTimesToJson(t.decode_ms, t.preprocess_ms, t.infer_ms, t.postprocess_ms);
 }
 
 // The JSON line of one detected image, as `zerodet detect` prints it.

@@ -1,6 +1,6 @@
 // `zerodet serve --repo REPO`: the inference server. Models of the repository load on first use
-// through the model manager; HTTP speaks KServe v2 (and /v1/detect). SIGTERM or Ctrl-C: stop
-// accepting, let the requests in flight finish (at most --drain-seconds), exit 0.
+// through the model manager; HTTP and gRPC speak KServe v2 (HTTP also /v1/detect). SIGTERM or
+// Ctrl-C: stop accepting, let the requests in flight finish (at most --drain-seconds), exit 0.
 #include <signal.h>
 
 #include <atomic>
@@ -14,6 +14,7 @@
 #include "command_registry.h"
 #include "zerodet/core/file.h"
 #include "zerodet/models/model_manager.h"
+#include "zerodet/server/grpc_server.h"
 #include "zerodet/server/http_server.h"
 #include "zerodet/server/inference_service.h"
 
@@ -28,6 +29,9 @@ void OnSignal(int) {
 struct ServeArgs {
   std::string repo;
   std::string http = "127.0.0.1:8000";
+  std::string grpc = "127.0.0.1:8001";
+  std::string tls_cert;
+  std::string tls_key;
   std::string token_file;
   uint64_t max_models = 0;
   std::string max_bytes;
@@ -94,29 +98,67 @@ Status Serve(const ServeArgs& args) {
                       ModelManager::Create(std::move(manager_options)));
   server::InferenceService service(*manager, {});
 
+  const bool http_on = args.http != "off";
+  const bool grpc_on = args.grpc != "off";
+  if (!http_on && !grpc_on) return InvalidArgumentError("--http and --grpc are both off");
+  if (args.tls_cert.empty() != args.tls_key.empty()) {
+    return InvalidArgumentError("--tls-cert and --tls-key go together");
+  }
+  if (!args.tls_cert.empty() && http_on) {
+    return UnimplementedError(
+        "TLS is served on the gRPC port only for now: give --http off, or put HTTP behind a TLS "
+        "proxy");
+  }
+  std::string token;
+  if (!args.token_file.empty()) {
+    ZD_ASSIGN_OR_RETURN(token, ReadToken(args.token_file));
+  }
   server::HttpServerOptions http;
-  ZD_ASSIGN_OR_RETURN(auto listen, ParseListen("--http", args.http));
-  http.address = listen.first;
-  http.port = listen.second;
+  if (http_on) {
+    ZD_ASSIGN_OR_RETURN(auto listen, ParseListen("--http", args.http));
+    http.address = listen.first;
+    http.port = listen.second;
+  }
   http.request_threads = args.request_threads;
   ZD_ASSIGN_OR_RETURN(http.max_body_bytes, ParseBytes("--max-body", args.max_body));
   http.request_timeout = std::chrono::milliseconds(args.request_timeout_ms);
-  if (!args.token_file.empty()) {
-    ZD_ASSIGN_OR_RETURN(http.token, ReadToken(args.token_file));
+  http.token = token;
+  server::GrpcServerOptions grpc;
+  if (grpc_on) {
+    ZD_RETURN_IF_ERROR(ParseListen("--grpc", args.grpc).status());
+    grpc.address = args.grpc;
   }
+  grpc.max_message_bytes = http.max_body_bytes;
+  grpc.token = token;
+  grpc.tls_cert = args.tls_cert;
+  grpc.tls_key = args.tls_key;
 
   struct sigaction action {};
   action.sa_handler = OnSignal;
   sigemptyset(&action.sa_mask);
   ::sigaction(SIGINT, &action, nullptr);
   ::sigaction(SIGTERM, &action, nullptr);
-  ZD_ASSIGN_OR_RETURN(std::unique_ptr<server::HttpServer> server,
-                      server::HttpServer::Start(service, http));
+  std::unique_ptr<server::HttpServer> http_server;
+  std::unique_ptr<server::GrpcServer> grpc_server;
+  if (http_on) {
+    ZD_ASSIGN_OR_RETURN(http_server, server::HttpServer::Start(service, http));
+  }
+  if (grpc_on) {
+    ZD_ASSIGN_OR_RETURN(grpc_server, server::GrpcServer::Start(service, grpc));
+  }
   // The port line is for scripts and tests that start the server on port 0.
-  std::printf("{\"http_port\":%u}\n", static_cast<unsigned>(server->port()));
+  std::printf("{\"http_port\":%d,\"grpc_port\":%d}\n",
+              http_server ? static_cast<int>(http_server->port()) : -1,
+              grpc_server ? grpc_server->port() : -1);
   std::fflush(stdout);
   while (!g_stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  const int left = server->Shutdown(std::chrono::seconds(args.drain_seconds));
+  // Both stop accepting at once; each drains its own requests within the same period.
+  const auto drain = std::chrono::seconds(args.drain_seconds);
+  std::thread grpc_drain([&] {
+    if (grpc_server) grpc_server->Shutdown(drain);
+  });
+  const int left = http_server ? http_server->Shutdown(drain) : 0;
+  grpc_drain.join();
   if (left > 0) {
     std::fprintf(stderr, "zerodet serve: %d request(s) still running after %d s of draining\n",
                  left, args.drain_seconds);
@@ -133,8 +175,14 @@ const CommandRegistrar kRegistrar("serve", [](CLI::App& app) {
   cmd->add_option("--repo", args->repo,
                   "Model repository (REPO/<model>/<version>/model.onnx, as Triton's)")
       ->required();
-  cmd->add_option("--http", args->http, "HOST:PORT to serve HTTP on (port 0: any free port)")
+  cmd->add_option("--http", args->http,
+                  "HOST:PORT to serve HTTP on (port 0: any free port; off: no HTTP)")
       ->capture_default_str();
+  cmd->add_option("--grpc", args->grpc,
+                  "HOST:PORT to serve gRPC on (port 0: any free port; off: no gRPC)")
+      ->capture_default_str();
+  cmd->add_option("--tls-cert", args->tls_cert, "PEM certificate for TLS (gRPC port)");
+  cmd->add_option("--tls-key", args->tls_key, "PEM private key for TLS (gRPC port)");
   cmd->add_option("--token-file", args->token_file,
                   "File whose first line is the bearer token load/unload requests must carry");
   cmd->add_option("--max-models", args->max_models, "Most model versions loaded at once (0: any)");

@@ -25,6 +25,14 @@ nlohmann::ordered_json DetectionToJson(const Detection& d, const std::vector<std
        {RoundTo(d.box.x1, 2), RoundTo(d.box.y1, 2), RoundTo(d.box.x2, 2), RoundTo(d.box.y2, 2)}}};
 }
 
+nlohmann::ordered_json StageTimesToJson(double decode_ms, double preprocess_ms, double infer_ms,
+                                        double postprocess_ms) {
+  return {{"decode", RoundTo(decode_ms, 3)},
+          {"preprocess", RoundTo(preprocess_ms, 3)},
+          {"infer", RoundTo(infer_ms, 3)},
+          {"postprocess", RoundTo(postprocess_ms, 3)}};
+}
+
 nlohmann::ordered_json DetectionsToJson(std::span<const Detection> detections,
                                         const std::vector<std::string>& names) {
   nlohmann::ordered_json list = nlohmann::ordered_json::array();

@@ -196,7 +196,7 @@ HttpResponse Detect(const HttpRequest& request, InferenceService& service, std::
                          result->annotated_jpeg.size());
     return response;
   }
-  return Json(200, DetectBody(*result));
+  return Json(200, DetectResponseJson(*result));
 }
 
 HttpResponse Models(const HttpRequest& request, InferenceService& service,

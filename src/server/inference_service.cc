@@ -1,10 +1,13 @@
 #include "zerodet/server/inference_service.h"
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "zerodet/codec/annotate.h"
 #include "zerodet/codec/decode.h"
+#include "zerodet/core/detection_json.h"
+#include "zerodet/core/stopwatch.h"
 #include "zerodet/core/version.h"
 
 namespace zerodet::server {
@@ -190,7 +193,9 @@ Result<DetectResponse> InferenceService::Detect(const DetectRequest& request) {
   }
   DecodeOptions decode;
   decode.max_pixels = options_.max_image_pixels;
+  const Stopwatch decoding;
   ZD_ASSIGN_OR_RETURN(DecodedImage image, DecodeImage(request.image, request.source_name, decode));
+  const double decode_ms = decoding.ElapsedMs();
 
   AcquireOptions acquire;
   acquire.version = request.model_version;
@@ -213,6 +218,7 @@ Result<DetectResponse> InferenceService::Detect(const DetectRequest& request) {
   response.height = image.source_height;
   response.class_names = detector.spec().class_names;
   response.timing = result.timing;
+  response.timing.decode_ms = decode_ms;
   if (request.annotate) {
     ZD_ASSIGN_OR_RETURN(
         response.annotated_jpeg,
@@ -220,6 +226,18 @@ Result<DetectResponse> InferenceService::Detect(const DetectRequest& request) {
   }
   response.detections = std::move(result.detections);
   return response;
+}
+
+std::string DetectResponseJson(const DetectResponse& response) {
+  nlohmann::ordered_json json;
+  json["model"] = response.served_by.model_name;
+  json["version"] = response.served_by.model_version;
+  json["width"] = response.width;
+  json["height"] = response.height;
+  json["detections"] = DetectionsToJson(response.detections, response.class_names);
+  const StageTimings& t = response.timing;
+  json["timing_ms"] = StageTimesToJson(t.decode_ms, t.preprocess_ms, t.infer_ms, t.postprocess_ms);
+  return ToJsonLine(json);
 }
 
 }  // namespace zerodet::server

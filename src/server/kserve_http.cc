@@ -420,17 +420,4 @@ std::string RepositoryIndexBody(const RepositoryIndex& index, const ManagerStats
   return ToJsonLine(json);
 }
 
-std::string DetectBody(const DetectResponse& response) {
-  OrderedJson json;
-  json["model"] = response.served_by.model_name;
-  json["version"] = response.served_by.model_version;
-  json["width"] = response.width;
-  json["height"] = response.height;
-  json["detections"] = DetectionsToJson(response.detections, response.class_names);
-  json["latency_ms"] = {{"preprocess", RoundTo(response.timing.preprocess_ms, 2)},
-                        {"infer", RoundTo(response.timing.infer_ms, 2)},
-                        {"postprocess", RoundTo(response.timing.postprocess_ms, 2)}};
-  return ToJsonLine(json);
-}
-
 }  // namespace zerodet::server::detail

@@ -58,10 +58,6 @@ std::string ModelMetadataBody(const ModelMetadata& metadata);
 // POST /v2/repository/index: [{"name", "version", "state", "reason"}], one entry per version
 // (Triton's shape), states READY / LOADING / UNAVAILABLE.
 std::string RepositoryIndexBody(const RepositoryIndex& index, const ManagerStats& stats);
-// /v1/detect's answer for one image: {"model", "version", "width", "height", "detections",
-// "latency_ms"} with detections in zerodet's one format (core/detection_json.h).
-std::string DetectBody(const DetectResponse& response);
-
 // Half-precision to single (FP16 outputs as JSON numbers).
 float HalfToFloat(uint16_t half);
 

@@ -411,6 +411,7 @@ TEST(ServeCommandTest, ServesUntilSigtermThenExitsZero) {
   const auto line =
       nlohmann::json::parse(serve.Log().substr(serve.Log().find('{')), nullptr, false);
   const uint16_t port = line["http_port"];
+  EXPECT_GT(line["grpc_port"].get<int>(), 0);
   auto bytes = ReadFileBytes(SharedImage("dog.jpg"));
   ASSERT_TRUE(bytes.ok());
   const Reply reply =

@@ -30,6 +30,11 @@ nlohmann::ordered_json DetectionToJson(const Detection& detection,
 nlohmann::ordered_json DetectionsToJson(std::span<const Detection> detections,
                                         const std::vector<std::string>& names);
 
+// Per-image stage times as every detection result reports them ("timing_ms" of `zerodet detect`
+// and /v1/detect): {"decode", "preprocess", "infer", "postprocess"} in milliseconds, 3 decimals.
+nlohmann::ordered_json StageTimesToJson(double decode_ms, double preprocess_ms, double infer_ms,
+                                        double postprocess_ms);
+
 // `json` as one line of text without a trailing newline. Never throws: invalid UTF-8 in strings
 // (file names, class names from a model) is replaced by U+FFFD instead of failing.
 std::string ToJsonLine(const nlohmann::ordered_json& json);

@@ -112,6 +112,12 @@ struct DetectResponse {
   std::vector<uint8_t> annotated_jpeg;  // when asked for
 };
 
+// The answer for one detected image, as /v1/detect and the gRPC detection convention send it:
+// {"model", "version", "width", "height", "detections": [...], "timing_ms": {"decode",
+// "preprocess", "infer", "postprocess"}}: the detections and stage times exactly as
+// `zerodet detect` prints them (core/detection_json.h).
+std::string DetectResponseJson(const DetectResponse& response);
+
 class InferenceService {
  public:
   struct Options {
