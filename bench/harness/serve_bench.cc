@@ -1,0 +1,193 @@
+#include "serve_bench.h"
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <thread>
+
+#include "latency_summary.h"
+#include "zerodet/core/clock.h"
+#include "zerodet/core/file.h"
+#include "zerodet/models/model_manager.h"
+#include "zerodet/server/http_server.h"
+#include "zerodet/server/inference_service.h"
+
+namespace zerodet::bench {
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+namespace fs = std::filesystem;
+using tcp = net::ip::tcp;
+
+// One keep-alive connection; Post returns the status (0 on a transport error).
+class Client {
+ public:
+  explicit Client(uint16_t port) : stream_(ioc_) {
+    beast::error_code ec;
+    stream_.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port), ec);
+  }
+
+  int Post(const std::string& target, const std::string& body,
+           const std::string& header_length = {}) {
+    http::request<http::string_body> request(http::verb::post, target, 11);
+    request.set(http::field::host, "127.0.0.1");
+    if (!header_length.empty()) request.set("Inference-Header-Content-Length", header_length);
+    request.body() = body;
+    request.prepare_payload();
+    beast::error_code ec;
+    http::write(stream_, request, ec);
+    if (ec) return 0;
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(uint64_t{1} << 30);
+    http::read(stream_, buffer, parser, ec);
+    return ec ? 0 : static_cast<int>(parser.get().result_int());
+  }
+
+ private:
+  net::io_context ioc_;
+  beast::tcp_stream stream_;
+};
+
+// Runs `body` `n` times and returns one duration (ns) per run; an error stops it.
+Result<std::vector<int64_t>> Time(int n, const std::function<Status()>& body) {
+  std::vector<int64_t> ns;
+  for (int i = 0; i < n; ++i) {
+    const int64_t start = MonotonicNowNs();
+    ZD_RETURN_IF_ERROR(body());
+    ns.push_back(MonotonicNowNs() - start);
+  }
+  return ns;
+}
+
+Status Expect200(int status, const char* what) {
+  if (status == 200) return Status::Ok();
+  return InternalError(std::string(what) + ": HTTP status " + std::to_string(status));
+}
+
+}  // namespace
+
+Result<nlohmann::ordered_json> MeasureServe(const ServeBenchOptions& options) {
+  const fs::path shared(ZERODET_SHARED_DIR);
+  const fs::path model = options.model.empty() ? shared / "models" / "yolov8n.onnx" : options.model;
+  const fs::path image = options.image.empty() ? shared / "images" / "dog.jpg" : options.image;
+  ZD_ASSIGN_OR_RETURN(const std::vector<uint8_t> jpeg, ReadFileBytes(image));
+
+  // A repository of one model, in a temporary directory removed at the end.
+  std::error_code ec;
+  const fs::path repo =
+      fs::temp_directory_path() / ("zerodet-bench-serve-" + std::to_string(::getpid()));
+  fs::create_directories(repo / "m" / "1", ec);
+  fs::copy_file(model, repo / "m" / "1" / "model.onnx", fs::copy_options::overwrite_existing, ec);
+  if (ec)
+    return IoError("cannot make the benchmark's repository in " + repo.string() + ": " +
+                   ec.message());
+  fs::last_write_time(repo / "m" / "1" / "model.onnx",
+                      fs::file_time_type::clock::now() - std::chrono::hours(1), ec);
+  struct Cleanup {
+    fs::path dir;
+    ~Cleanup() {
+      std::error_code ignored;
+      fs::remove_all(dir, ignored);
+    }
+  } cleanup{repo};
+
+  ManagerOptions manager_options;
+  manager_options.repository = repo;
+  manager_options.watch = false;
+  manager_options.thread_pool.intra_op_threads = options.threads;
+  ZD_ASSIGN_OR_RETURN(std::unique_ptr<ModelManager> manager, ModelManager::Create(manager_options));
+  server::InferenceService service(*manager, {});
+  server::HttpServerOptions http_options;
+  http_options.port = 0;
+  ZD_ASSIGN_OR_RETURN(std::unique_ptr<server::HttpServer> http_server,
+                      server::HttpServer::Start(service, http_options));
+  const uint16_t port = http_server->port();
+
+  // The model's input, as a preprocessing client would send it.
+  ZD_ASSIGN_OR_RETURN(ModelHandle handle, manager->Acquire("m"));
+  const TensorInfo input_info = handle->backend().info().inputs.at(0);
+  std::vector<int64_t> shape = input_info.shape;
+  for (int64_t& d : shape) d = d < 0 ? 1 : d;
+  const size_t elements = static_cast<size_t>(*CheckedElementCount(shape));
+  std::vector<float> tensor(elements, 0.5f);
+  const ConstTensorView view(tensor.data(), DType::kFloat32, shape);
+  Backend& backend = handle->backend();
+  ZD_ASSIGN_OR_RETURN(std::vector<int64_t> run_ns, Time(options.requests, [&]() -> Status {
+                        return backend.Run(std::span<const ConstTensorView>(&view, 1)).status();
+                      }));
+  handle.Release();
+
+  nlohmann::json json_request;
+  json_request["inputs"] = {
+      {{"name", input_info.name}, {"datatype", "FP32"}, {"shape", shape}, {"data", tensor}}};
+  const std::string json_body = json_request.dump();
+  const std::string header =
+      "{\"inputs\":[{\"name\":\"" + input_info.name +
+      "\",\"datatype\":\"FP32\",\"shape\":" + nlohmann::json(shape).dump() +
+      ",\"parameters\":{\"binary_data_size\":" + std::to_string(elements * 4) +
+      "}}],\"parameters\":{\"binary_data_output\":true}}";
+  std::string binary_body = header;
+  binary_body.append(reinterpret_cast<const char*>(tensor.data()), elements * 4);
+
+  Client client(port);
+  ZD_ASSIGN_OR_RETURN(std::vector<int64_t> json_ns, Time(options.requests, [&] {
+                        return Expect200(client.Post("/v2/models/m/infer", json_body),
+                                         "JSON infer");
+                      }));
+  ZD_ASSIGN_OR_RETURN(std::vector<int64_t> binary_ns, Time(options.requests, [&] {
+                        return Expect200(client.Post("/v2/models/m/infer", binary_body,
+                                                     std::to_string(header.size())),
+                                         "binary infer");
+                      }));
+
+  // /v1/detect against the detector in process, on the same bytes.
+  const std::string jpeg_body(jpeg.begin(), jpeg.end());
+  ZD_ASSIGN_OR_RETURN(ModelHandle detector, manager->Acquire("m"));
+  ZD_ASSIGN_OR_RETURN(std::vector<int64_t> local_ns, Time(options.requests, [&]() -> Status {
+                        return detector->DetectEncoded(jpeg, "image").status();
+                      }));
+  detector.Release();
+  nlohmann::ordered_json detect_rates;
+  for (const int concurrency : {1, 4}) {
+    std::atomic<int> failures{0};
+    const int per_client = std::max(1, options.requests / concurrency);
+    const int64_t start = MonotonicNowNs();
+    std::vector<std::thread> clients;
+    for (int c = 0; c < concurrency; ++c) {
+      clients.emplace_back([&] {
+        Client own(port);
+        for (int i = 0; i < per_client; ++i) {
+          if (own.Post("/v1/detect?model=m", jpeg_body) != 200) failures += 1;
+        }
+      });
+    }
+    for (std::thread& t : clients) t.join();
+    if (failures > 0) return InternalError("/v1/detect requests failed in the benchmark");
+    const double seconds = static_cast<double>(MonotonicNowNs() - start) / 1e9;
+    detect_rates["concurrency_" + std::to_string(concurrency)] =
+        static_cast<double>(per_client * concurrency) / seconds;
+  }
+  http_server->Shutdown(std::chrono::seconds(5));
+
+  const LatencySummary run = SummarizeNs(run_ns);
+  const LatencySummary json_summary = SummarizeNs(json_ns);
+  const LatencySummary binary_summary = SummarizeNs(binary_ns);
+  const LatencySummary local = SummarizeNs(local_ns);
+  nlohmann::ordered_json out;
+  out["model"] = model.filename().string();
+  out["input_shape"] = shape;
+  out["requests"] = options.requests;
+  out["direct_run"] = ToJson(run);
+  out["infer_json"] = ToJson(json_summary);
+  out["infer_binary"] = ToJson(binary_summary);
+  out["overhead_p50_us"] = {{"json", json_summary.p50_us - run.p50_us},
+                            {"binary", binary_summary.p50_us - run.p50_us}};
+  out["detect_in_process_images_per_s"] = local.mean_us > 0 ? 1e6 / local.mean_us : 0;
+  out["detect_http_images_per_s"] = detect_rates;
+  return out;
+}
+
+}  // namespace zerodet::bench
