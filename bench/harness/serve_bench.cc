@@ -81,9 +81,10 @@ Result<nlohmann::ordered_json> MeasureServe(const ServeBenchOptions& options) {
       fs::temp_directory_path() / ("zerodet-bench-serve-" + std::to_string(::getpid()));
   fs::create_directories(repo / "m" / "1", ec);
   fs::copy_file(model, repo / "m" / "1" / "model.onnx", fs::copy_options::overwrite_existing, ec);
-  if (ec)
-    return IoError("cannot make the benchmark's repository in " + repo.string() + ": " +
-                   ec.message());
+  if (ec) {
+    return IoError("cannot copy " + model.string() + " into the benchmark's repository " +
+                   repo.string() + ": " + ec.message());
+  }
   fs::last_write_time(repo / "m" / "1" / "model.onnx",
                       fs::file_time_type::clock::now() - std::chrono::hours(1), ec);
   struct Cleanup {
