@@ -30,6 +30,7 @@ struct ServeArgs {
   std::string repo;
   std::string http = "127.0.0.1:8000";
   std::string grpc = "127.0.0.1:8001";
+  std::string metrics = "off";
   std::string tls_cert;
   std::string tls_key;
   std::string token_file;
@@ -146,10 +147,17 @@ Status Serve(const ServeArgs& args) {
   if (grpc_on) {
     ZD_ASSIGN_OR_RETURN(grpc_server, server::GrpcServer::Start(service, grpc));
   }
+  std::unique_ptr<server::MetricsExposer> metrics_exposer;
+  if (args.metrics != "off") {
+    ZD_RETURN_IF_ERROR(ParseListen("--metrics", args.metrics).status());
+    ZD_ASSIGN_OR_RETURN(metrics_exposer,
+                        server::MetricsExposer::Start(service.metrics(), args.metrics));
+  }
   // The port line is for scripts and tests that start the server on port 0.
-  std::printf("{\"http_port\":%d,\"grpc_port\":%d}\n",
+  std::printf("{\"http_port\":%d,\"grpc_port\":%d,\"metrics_port\":%d}\n",
               http_server ? static_cast<int>(http_server->port()) : -1,
-              grpc_server ? grpc_server->port() : -1);
+              grpc_server ? grpc_server->port() : -1,
+              metrics_exposer ? static_cast<int>(metrics_exposer->port()) : -1);
   std::fflush(stdout);
   while (!g_stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   // Both stop accepting at once; each drains its own requests within the same period.
@@ -180,6 +188,10 @@ const CommandRegistrar kRegistrar("serve", [](CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--grpc", args->grpc,
                   "HOST:PORT to serve gRPC on (port 0: any free port; off: no gRPC)")
+      ->capture_default_str();
+  cmd->add_option("--metrics", args->metrics,
+                  "HOST:PORT to serve Prometheus metrics on, besides GET /metrics on the HTTP "
+                  "port (off: only there)")
       ->capture_default_str();
   cmd->add_option("--tls-cert", args->tls_cert, "PEM certificate for TLS (gRPC port)");
   cmd->add_option("--tls-key", args->tls_key, "PEM private key for TLS (gRPC port)");

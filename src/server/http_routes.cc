@@ -286,6 +286,13 @@ HttpResponse HandleHttp(const HttpRequest& request, InferenceService& service,
   if (parts.size() == 2 && parts[0] == "v1" && parts[1] == "detect") {
     return Detect(request, service, query, options);
   }
+  if (parts.size() == 1 && parts[0] == "metrics") {
+    if (request.method != "GET") return Error(405, "metrics take GET");
+    HttpResponse response;
+    response.content_type = std::string(kPrometheusTextContentType);
+    response.body = service.metrics().Render();
+    return response;
+  }
   if (parts.empty() || parts[0] != "v2") return Error(404, "no such endpoint");
   if (parts.size() == 1) {
     if (request.method != "GET") return Error(405, "server metadata takes GET");

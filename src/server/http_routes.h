@@ -13,6 +13,7 @@
 //   POST /v1/detect?model=<m>[:<v>]&conf=&iou=&max_det=&agnostic=&annotate=
 //                                                 an image body -> detections JSON (or the
 //                                                 annotated JPEG with annotate=1)
+//   GET  /metrics                                 Prometheus text format (server_metrics.h)
 // Errors are {"error": "..."}: 400 invalid input, 401 missing or wrong token, 404 unknown model
 // or route, 405 wrong method, 413 too large, 503 unavailable (loading failed, no room, deadline).
 //

@@ -167,6 +167,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void Reply(detail::HttpResponse response, bool keep_alive, unsigned version) {
     response_ = {};
     response_.version(version);
+    server_.service.metrics().CountHttpResponse(response.status);
     response_.result(static_cast<unsigned>(response.status));
     response_.set(http::field::server, "zerodet");
     response_.set(http::field::content_type, response.content_type);

@@ -70,7 +70,11 @@ Result<ConstTensorView> BindInput(const InferInput& input, const TensorInfo& mod
 }  // namespace
 
 InferenceService::InferenceService(ModelManager& manager, Options options)
-    : manager_(manager), options_(options) {}
+    : manager_(manager), options_(options), metrics_(std::make_unique<ServerMetrics>(manager)) {}
+
+bool InferenceService::KnownModel(std::string_view name) const {
+  return manager_.Index().Find(name) != nullptr;
+}
 
 std::string InferenceService::version() const {
   return std::string(kVersion);
@@ -125,10 +129,32 @@ Result<ModelMetadata> InferenceService::Metadata(std::string_view name,
 }
 
 Status InferenceService::Infer(const InferRequest& request, const InferSink& sink) {
+  ServerMetrics::InFlight inflight(*metrics_, "infer");
+  RequestStageSeconds stages;
+  const Stopwatch total;
+  const Status status = InferStages(request, sink, inflight, stages);
+  const int64_t batch = !request.inputs.empty() && !request.inputs.front().shape.empty()
+                            ? request.inputs.front().shape.front()
+                            : 0;
+  metrics_->RecordRequest("infer", request.model_name,
+                          status.ok() || KnownModel(request.model_name), status, stages,
+                          total.ElapsedMs() / 1000, batch);
+  return status;
+}
+
+Status InferenceService::InferStages(const InferRequest& request, const InferSink& sink,
+                                     ServerMetrics::InFlight& inflight,
+                                     RequestStageSeconds& stages) {
   AcquireOptions acquire;
   acquire.version = request.model_version;
   acquire.deadline = request.deadline;
-  ZD_ASSIGN_OR_RETURN(ModelHandle handle, manager_.Acquire(request.model_name, acquire));
+  Stopwatch stage;
+  inflight.QueueBegin();
+  auto acquired = manager_.Acquire(request.model_name, acquire);
+  inflight.QueueEnd();
+  stages.queue = stage.LapMs() / 1000;
+  if (!acquired.ok()) return acquired.status();
+  ModelHandle handle = std::move(*acquired);
   Backend& backend = handle->backend();
   const ModelInfo& info = backend.info();
 
@@ -171,7 +197,9 @@ Status InferenceService::Infer(const InferRequest& request, const InferSink& sin
       selected.push_back(static_cast<size_t>(it - info.outputs.begin()));
     }
   }
+  stages.preprocess = stage.LapMs() / 1000;
   ZD_ASSIGN_OR_RETURN(std::vector<TensorView> outputs, backend.Run(inputs));
+  stages.infer = stage.LapMs() / 1000;
   std::vector<InferOutput> results;
   for (size_t i : selected) {
     const TensorView& out = outputs[i];
@@ -179,10 +207,25 @@ Status InferenceService::Infer(const InferRequest& request, const InferSink& sin
         {info.outputs[i].name, out.dtype, out.shape,
          std::span<const uint8_t>(static_cast<const uint8_t*>(out.data), out.size_bytes())});
   }
-  return sink(ServedBy{handle.name(), handle.version()}, results);
+  const Status sunk = sink(ServedBy{handle.name(), handle.version()}, results);
+  stages.postprocess = stage.LapMs() / 1000;
+  return sunk;
 }
 
 Result<DetectResponse> InferenceService::Detect(const DetectRequest& request) {
+  ServerMetrics::InFlight inflight(*metrics_, "detect");
+  RequestStageSeconds stages;
+  const Stopwatch total;
+  Result<DetectResponse> response = DetectStages(request, inflight, stages);
+  metrics_->RecordRequest("detect", request.model_name,
+                          response.ok() || KnownModel(request.model_name), response.status(),
+                          stages, total.ElapsedMs() / 1000, 1);
+  return response;
+}
+
+Result<DetectResponse> InferenceService::DetectStages(const DetectRequest& request,
+                                                      ServerMetrics::InFlight& inflight,
+                                                      RequestStageSeconds& stages) {
   for (const auto& [what, value] : {std::pair{"conf", request.conf}, {"iou", request.iou}}) {
     if (value && !(*value >= 0 && *value <= 1)) {
       return InvalidArgumentError(std::string(what) + " must be within 0..1");
@@ -200,7 +243,13 @@ Result<DetectResponse> InferenceService::Detect(const DetectRequest& request) {
   AcquireOptions acquire;
   acquire.version = request.model_version;
   acquire.deadline = request.deadline;
-  ZD_ASSIGN_OR_RETURN(ModelHandle handle, manager_.Acquire(request.model_name, acquire));
+  const Stopwatch queueing;
+  inflight.QueueBegin();
+  auto acquired = manager_.Acquire(request.model_name, acquire);
+  inflight.QueueEnd();
+  stages.queue = queueing.ElapsedMs() / 1000;
+  if (!acquired.ok()) return acquired.status();
+  ModelHandle handle = std::move(*acquired);
   Detector& detector = handle.detector();
   const ParamsGuard guard(detector);
   DetectParams params = guard.saved();
@@ -219,11 +268,16 @@ Result<DetectResponse> InferenceService::Detect(const DetectRequest& request) {
   response.class_names = detector.spec().class_names;
   response.timing = result.timing;
   response.timing.decode_ms = decode_ms;
+  const Stopwatch annotating;
   if (request.annotate) {
     ZD_ASSIGN_OR_RETURN(
         response.annotated_jpeg,
         EncodeAnnotatedJpeg(image.image.view(), result.detections, response.class_names));
   }
+  // Decoding the image is preprocessing, annotating it postprocessing.
+  stages.preprocess = (decode_ms + result.timing.preprocess_ms) / 1000;
+  stages.infer = result.timing.infer_ms / 1000;
+  stages.postprocess = (result.timing.postprocess_ms + annotating.ElapsedMs()) / 1000;
   response.detections = std::move(result.detections);
   return response;
 }

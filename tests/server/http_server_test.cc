@@ -17,6 +17,7 @@
 #include <random>
 #include <thread>
 
+#include "http_client.h"
 #include "test_support.h"
 #include "zerodet/codec/decode.h"
 #include "zerodet/core/file.h"
@@ -31,47 +32,13 @@ namespace http = beast::http;
 namespace net = boost::asio;
 namespace fs = std::filesystem;
 using tcp = net::ip::tcp;
+using zerodet::server::testing::Reply;
+using zerodet::server::testing::Send;
 using zerodet::testing::SharedImage;
 using zerodet::testing::SharedModel;
 using zerodet::testing::TempDir;
 
 const char* kModelFile = "yolo11n-320.onnx";
-
-struct Reply {
-  int status = 0;
-  std::string body;
-  http::response<http::string_body> raw;
-  nlohmann::json Json() const { return nlohmann::json::parse(body, nullptr, false); }
-};
-
-// One request on a fresh connection.
-Reply Send(uint16_t port, http::verb verb, const std::string& target, std::string body = {},
-           const std::vector<std::pair<std::string, std::string>>& headers = {}) {
-  net::io_context ioc;
-  beast::tcp_stream stream(ioc);
-  beast::error_code connect_error;
-  stream.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port), connect_error);
-  if (connect_error) return Reply{};
-  http::request<http::string_body> request(verb, target, 11);
-  request.set(http::field::host, "127.0.0.1");
-  for (const auto& [name, value] : headers) request.set(name, value);
-  request.body() = std::move(body);
-  request.prepare_payload();
-  beast::error_code ec;
-  // A server that refuses a request (too large) answers and closes before reading all of it:
-  // the write fails, and the answer is still there to read.
-  http::write(stream, request, ec);
-  beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(1 << 30);
-  http::read(stream, buffer, parser, ec);
-  Reply reply;
-  if (ec) return reply;
-  reply.raw = parser.release();
-  reply.status = static_cast<int>(reply.raw.result_int());
-  reply.body = reply.raw.body();
-  return reply;
-}
 
 class HttpServerTest : public ::testing::Test {
  protected:

@@ -80,6 +80,9 @@ std::filesystem::path SharedModel(const std::string& name) {
 std::filesystem::path ZerodetBinary() {
   return std::filesystem::path(ZERODET_BINARY_DIR) / "zerodet";
 }
+std::filesystem::path SourceDir() {
+  return ZERODET_SOURCE_DIR;
+}
 
 TempDir::TempDir(const std::string& what) {
   std::string pattern = (std::filesystem::temp_directory_path() / ("zerodet-" + what + "-XXXXXX"));

@@ -24,6 +24,8 @@ std::filesystem::path SharedImage(const std::string& name);  // SharedDir()/imag
 std::filesystem::path SharedModel(const std::string& name);  // SharedDir()/models/<name>
 // The built `zerodet` executable.
 std::filesystem::path ZerodetBinary();
+// The project's source tree (for files tests check, such as deploy/).
+std::filesystem::path SourceDir();
 
 // A fresh directory under $TMPDIR (default /tmp), removed with everything in it on destruction.
 class TempDir {

@@ -12,12 +12,15 @@
 // Ownership: the service borrows the manager, which must outlive it. Tensor data in requests is
 // borrowed from the caller for the duration of the call; output views passed to a sink are valid
 // only during the sink's call.
+// Metrics: every Infer and Detect is counted and timed per stage in metrics() (server_metrics.h),
+// whichever front end called it.
 // Thread-safety: every method may be called from any thread concurrently (the manager leases one
 // model instance per call).
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -30,6 +33,7 @@
 #include "zerodet/core/tensor.h"
 #include "zerodet/infer/detector.h"
 #include "zerodet/models/model_manager.h"
+#include "zerodet/server/server_metrics.h"
 
 namespace zerodet::server {
 
@@ -153,10 +157,20 @@ class InferenceService {
   Result<DetectResponse> Detect(const DetectRequest& request);
 
   ModelManager& manager() { return manager_; }
+  ServerMetrics& metrics() { return *metrics_; }
 
  private:
+  Status InferStages(const InferRequest& request, const InferSink& sink,
+                     ServerMetrics::InFlight& inflight, RequestStageSeconds& stages);
+  Result<DetectResponse> DetectStages(const DetectRequest& request,
+                                      ServerMetrics::InFlight& inflight,
+                                      RequestStageSeconds& stages);
+  // Whether a failed request named a model the repository has (its metrics label).
+  bool KnownModel(std::string_view name) const;
+
   ModelManager& manager_;
   Options options_;
+  std::unique_ptr<ServerMetrics> metrics_;
 };
 
 }  // namespace zerodet::server
