@@ -2,7 +2,9 @@
 // a client sends, with or without an Inference-Header-Content-Length (taken from the first two
 // bytes), parses into a request or gives kInvalidArgument, never crashes, hangs or reads out of
 // bounds (ASan+UBSan). Every tensor of a parsed request lies inside the body or in its own
-// storage, with a size that fits its shape; an encoded response of those tensors parses as JSON.
+// storage (or, naming a shared-memory region, carries no bytes), with a size that fits its shape;
+// an encoded response of those tensors parses as JSON. The same bytes as a shared-memory
+// registration body parse or are refused as invalid.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -36,12 +38,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       owned |= input.data.data() == buffer.data() && input.data.size() == buffer.size();
     }
     if (!in_body && !owned && !input.data.empty()) std::abort();
+    // A tensor in shared memory carries no bytes in the body.
+    if (input.shared_memory && !input.data.empty()) std::abort();
     auto dtype = ParseKServeDatatype(input.datatype);
     if (!dtype.ok()) std::abort();
     // Encode what fits a shape (the parser checked JSON data against it; binary sizes are the
     // service's to check).
     if (owned) {
-      outputs.push_back({input.name, *dtype, input.shape, input.data});
+      outputs.push_back({input.name, *dtype, input.shape, input.data, nullptr});
     }
   }
   const EncodedResponse encoded =
@@ -50,5 +54,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       encoded.header_length ? std::string_view(encoded.body).substr(0, *encoded.header_length)
                             : std::string_view(encoded.body);
   if (nlohmann::json::parse(header, nullptr, false).is_discarded()) std::abort();
+  // The same bytes as a shared-memory registration body: parsed or refused as invalid.
+  const auto registration = ParseSharedMemoryRegistration(body);
+  if (!registration.ok() && registration.status().code() != StatusCode::kInvalidArgument) {
+    std::abort();
+  }
   return 0;
 }

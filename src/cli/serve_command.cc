@@ -31,6 +31,7 @@ struct ServeArgs {
   std::string http = "127.0.0.1:8000";
   std::string grpc = "127.0.0.1:8001";
   std::string metrics = "off";
+  bool allow_client_shm = false;
   std::string tls_cert;
   std::string tls_key;
   std::string token_file;
@@ -97,7 +98,9 @@ Status Serve(const ServeArgs& args) {
   manager_options.thread_pool.intra_op_threads = args.threads;
   ZD_ASSIGN_OR_RETURN(std::unique_ptr<ModelManager> manager,
                       ModelManager::Create(std::move(manager_options)));
-  server::InferenceService service(*manager, {});
+  server::InferenceService::Options service_options;
+  service_options.allow_client_shm = args.allow_client_shm;
+  server::InferenceService service(*manager, service_options);
 
   const bool http_on = args.http != "off";
   const bool grpc_on = args.grpc != "off";
@@ -193,6 +196,9 @@ const CommandRegistrar kRegistrar("serve", [](CLI::App& app) {
                   "HOST:PORT to serve Prometheus metrics on, besides GET /metrics on the HTTP "
                   "port (off: only there)")
       ->capture_default_str();
+  cmd->add_flag("--allow-client-shm", args->allow_client_shm,
+                "Let clients register system shared-memory regions (the server maps them) and "
+                "name them in infer requests");
   cmd->add_option("--tls-cert", args->tls_cert, "PEM certificate for TLS (gRPC port)");
   cmd->add_option("--tls-key", args->tls_key, "PEM private key for TLS (gRPC port)");
   cmd->add_option("--token-file", args->token_file,

@@ -107,6 +107,12 @@ Result<bool> ParseFlag(const std::string& text, const char* name) {
   return InvalidArgumentError(std::string(name) + " must be 0/1 or true/false");
 }
 
+HttpResponse Unauthorized() {
+  HttpResponse response = Error(401, "this endpoint needs the server's bearer token");
+  response.headers.emplace_back("WWW-Authenticate", "Bearer");
+  return response;
+}
+
 bool Authorized(const HttpRequest& request, const RouteOptions& options) {
   if (options.token.empty()) return true;
   const std::string expected = "Bearer " + options.token;
@@ -240,17 +246,48 @@ HttpResponse Repository(const HttpRequest& request, InferenceService& service,
     return Json(200, RepositoryIndexBody(service.manager().Index(), service.manager().Stats()));
   }
   if (parts.size() == 5 && parts[2] == "models" && (parts[4] == "load" || parts[4] == "unload")) {
-    if (!Authorized(request, options)) {
-      HttpResponse response = Error(401, "this endpoint needs the server's bearer token");
-      response.headers.emplace_back("WWW-Authenticate", "Bearer");
-      return response;
-    }
+    if (!Authorized(request, options)) return Unauthorized();
     const Status status =
         parts[4] == "load" ? service.manager().Load(parts[3]) : service.manager().Unload(parts[3]);
     if (!status.ok()) return Error(status);
     return Json(200, "{}");
   }
   return Error(404, "no such endpoint");
+}
+
+// parts: v2 systemsharedmemory [region <name>] status|register|unregister
+HttpResponse SystemSharedMemory(const HttpRequest& request, InferenceService& service,
+                                const std::vector<std::string_view>& parts,
+                                const RouteOptions& options) {
+  std::optional<std::string> name;
+  size_t next = 2;
+  if (parts.size() == 5 && parts[2] == "region") {
+    name = std::string(parts[3]);
+    next = 4;
+  }
+  if (parts.size() != next + 1) return Error(404, "no such endpoint");
+  const std::string_view action = parts[next];
+  if (action == "status") {
+    if (request.method != "GET") return Error(405, "shared-memory status takes GET");
+    auto regions = service.SharedMemoryStatus(name);
+    if (!regions.ok()) return Error(regions.status());
+    return Json(200, SharedMemoryStatusBody(*regions));
+  }
+  if (action != "register" && action != "unregister") return Error(404, "no such endpoint");
+  if (request.method != "POST") return Error(405, "shared-memory registration takes POST");
+  if (!Authorized(request, options)) return Unauthorized();
+  if (action == "unregister") {
+    const Status status = service.UnregisterSharedMemory(name);
+    if (!status.ok()) return Error(status);
+    return Json(200, "{}");
+  }
+  if (!name) return Error(404, "register takes /v2/systemsharedmemory/region/<name>/register");
+  auto registration = ParseSharedMemoryRegistration(request.body);
+  if (!registration.ok()) return Error(registration.status());
+  const Status status = service.RegisterSharedMemory(*name, registration->key, registration->offset,
+                                                     registration->byte_size);
+  if (!status.ok()) return Error(status);
+  return Json(200, "{}");
 }
 
 }  // namespace
@@ -309,6 +346,9 @@ HttpResponse HandleHttp(const HttpRequest& request, InferenceService& service,
   }
   if (parts[1] == "models") return Models(request, service, parts, options);
   if (parts[1] == "repository") return Repository(request, service, parts, options);
+  if (parts[1] == "systemsharedmemory") {
+    return SystemSharedMemory(request, service, parts, options);
+  }
   return Error(404, "no such endpoint");
 }
 

@@ -13,9 +13,13 @@
 //   POST /v1/detect?model=<m>[:<v>]&conf=&iou=&max_det=&agnostic=&annotate=
 //                                                 an image body -> detections JSON (or the
 //                                                 annotated JPEG with annotate=1)
+//   GET  /v2/systemsharedmemory[/region/<r>]/status   registered regions
+//   POST /v2/systemsharedmemory/region/<r>/register   {"key", "offset", "byte_size"} (token)
+//   POST /v2/systemsharedmemory[/region/<r>]/unregister                          (token)
 //   GET  /metrics                                 Prometheus text format (server_metrics.h)
-// Errors are {"error": "..."}: 400 invalid input, 401 missing or wrong token, 404 unknown model
-// or route, 405 wrong method, 413 too large, 503 unavailable (loading failed, no room, deadline).
+// Errors are {"error": "..."}: 400 invalid input, 401 missing or wrong token, 403 shared memory
+// off, 404 unknown model, region or route, 405 wrong method, 413 too large, 503 unavailable
+// (loading failed, no room, deadline).
 //
 // Thread-safety: HandleHttp may run on many threads at once (the service is thread-safe).
 #pragma once

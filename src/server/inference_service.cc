@@ -33,8 +33,10 @@ class ParamsGuard {
   DetectParams saved_;
 };
 
-// Checks one request input against the model's tensor and returns it as a view for Run.
-Result<ConstTensorView> BindInput(const InferInput& input, const TensorInfo& model_input) {
+// Checks one request input (its bytes are `data`) against the model's tensor and returns it as
+// a view for Run.
+Result<ConstTensorView> BindInput(const InferInput& input, std::span<const uint8_t> data,
+                                  const TensorInfo& model_input) {
   auto dtype = ParseKServeDatatype(input.datatype);
   if (!dtype.ok()) return dtype.status().WithContext("input '" + input.name + "'");
   if (*dtype != model_input.dtype) {
@@ -58,13 +60,13 @@ Result<ConstTensorView> BindInput(const InferInput& input, const TensorInfo& mod
     return InvalidArgumentError("input '" + input.name + "' has shape " +
                                 ShapeToString(input.shape) + ", too many elements");
   }
-  if (*elements * element_bytes != input.data.size()) {
-    return InvalidArgumentError("input '" + input.name + "' has " +
-                                std::to_string(input.data.size()) + " bytes; shape " +
-                                ShapeToString(input.shape) + " of " + input.datatype + " needs " +
+  if (*elements * element_bytes != data.size()) {
+    return InvalidArgumentError("input '" + input.name + "' has " + std::to_string(data.size()) +
+                                " bytes; shape " + ShapeToString(input.shape) + " of " +
+                                input.datatype + " needs " +
                                 std::to_string(*elements * element_bytes));
   }
-  return ConstTensorView(input.data.data(), *dtype, input.shape);
+  return ConstTensorView(data.data(), *dtype, input.shape);
 }
 
 }  // namespace
@@ -81,7 +83,39 @@ std::string InferenceService::version() const {
 }
 
 std::vector<std::string> InferenceService::extensions() const {
-  return {"model_repository", "binary_tensor_data", "zerodet_detect"};
+  std::vector<std::string> extensions = {"model_repository", "binary_tensor_data",
+                                         "zerodet_detect"};
+  if (options_.allow_client_shm) extensions.push_back("system_shared_memory");
+  return extensions;
+}
+
+namespace {
+Status SharedMemoryAllowed(bool allowed) {
+  if (allowed) return Status::Ok();
+  return PermissionDeniedError(
+      "system shared memory is off on this server (start zerodet serve with --allow-client-shm)");
+}
+}  // namespace
+
+Status InferenceService::RegisterSharedMemory(const std::string& name, const std::string& key,
+                                              uint64_t offset, uint64_t byte_size) {
+  ZD_RETURN_IF_ERROR(SharedMemoryAllowed(options_.allow_client_shm));
+  return shared_memory_.Register(name, key, offset, byte_size);
+}
+
+Status InferenceService::UnregisterSharedMemory(const std::optional<std::string>& name) {
+  ZD_RETURN_IF_ERROR(SharedMemoryAllowed(options_.allow_client_shm));
+  if (!name) {
+    shared_memory_.UnregisterAll();
+    return Status::Ok();
+  }
+  return shared_memory_.Unregister(*name);
+}
+
+Result<std::vector<SharedMemoryRegionStatus>> InferenceService::SharedMemoryStatus(
+    const std::optional<std::string>& name) const {
+  ZD_RETURN_IF_ERROR(SharedMemoryAllowed(options_.allow_client_shm));
+  return shared_memory_.Regions(name);
 }
 
 Result<bool> InferenceService::ModelReady(std::string_view name,
@@ -172,6 +206,16 @@ Status InferenceService::InferStages(const InferRequest& request, const InferSin
                                   input.name.substr(0, 100) + "' (inputs: " + expected + ")");
     }
   }
+  // Leases on the shared-memory regions this request uses: their mappings outlive the request
+  // even when a client unregisters them meanwhile.
+  std::vector<SharedMemoryLease> leases;
+  const auto lease = [&](const SharedMemoryRef& ref) -> Result<std::span<uint8_t>> {
+    ZD_RETURN_IF_ERROR(SharedMemoryAllowed(options_.allow_client_shm));
+    ZD_ASSIGN_OR_RETURN(SharedMemoryLease held,
+                        shared_memory_.Lease(ref.region, ref.offset, ref.byte_size));
+    leases.push_back(std::move(held));
+    return leases.back().bytes();
+  };
   std::vector<ConstTensorView> inputs;
   for (const TensorInfo& model_input : info.inputs) {
     const auto it = std::find_if(request.inputs.begin(), request.inputs.end(),
@@ -180,7 +224,13 @@ Status InferenceService::InferStages(const InferRequest& request, const InferSin
       return InvalidArgumentError("input '" + model_input.name + "' of model " +
                                   request.model_name + " is missing");
     }
-    ZD_ASSIGN_OR_RETURN(ConstTensorView view, BindInput(*it, model_input));
+    std::span<const uint8_t> data = it->data;
+    if (it->shared_memory) {
+      auto bytes = lease(*it->shared_memory);
+      if (!bytes.ok()) return bytes.status().WithContext("input '" + it->name + "'");
+      data = *bytes;
+    }
+    ZD_ASSIGN_OR_RETURN(ConstTensorView view, BindInput(*it, data, model_input));
     inputs.push_back(std::move(view));
   }
   std::vector<size_t> selected;
@@ -197,15 +247,38 @@ Status InferenceService::InferStages(const InferRequest& request, const InferSin
       selected.push_back(static_cast<size_t>(it - info.outputs.begin()));
     }
   }
+  for (const auto& [name, ref] : request.output_shared_memory) {
+    const bool chosen = std::any_of(selected.begin(), selected.end(),
+                                    [&](size_t i) { return info.outputs[i].name == name; });
+    if (!chosen) {
+      return InvalidArgumentError("shared-memory output '" + name.substr(0, 100) +
+                                  "' is not an output of model " + request.model_name +
+                                  " that the request asks for");
+    }
+  }
   stages.preprocess = stage.LapMs() / 1000;
   ZD_ASSIGN_OR_RETURN(std::vector<TensorView> outputs, backend.Run(inputs));
   stages.infer = stage.LapMs() / 1000;
   std::vector<InferOutput> results;
   for (size_t i : selected) {
     const TensorView& out = outputs[i];
-    results.push_back(
-        {info.outputs[i].name, out.dtype, out.shape,
-         std::span<const uint8_t>(static_cast<const uint8_t*>(out.data), out.size_bytes())});
+    InferOutput result{
+        info.outputs[i].name, out.dtype, out.shape,
+        std::span<const uint8_t>(static_cast<const uint8_t*>(out.data), out.size_bytes()), nullptr};
+    if (const auto target = request.output_shared_memory.find(info.outputs[i].name);
+        target != request.output_shared_memory.end()) {
+      auto bytes = lease(target->second);
+      if (!bytes.ok()) return bytes.status().WithContext("output '" + info.outputs[i].name + "'");
+      if (bytes->size() < result.data.size()) {
+        return InvalidArgumentError(
+            "output '" + info.outputs[i].name + "' has " + std::to_string(result.data.size()) +
+            " bytes; its shared-memory range holds " + std::to_string(bytes->size()));
+      }
+      std::copy(result.data.begin(), result.data.end(), bytes->begin());
+      result.data = bytes->first(result.data.size());
+      result.shared_memory = &target->second;
+    }
+    results.push_back(std::move(result));
   }
   const Status sunk = sink(ServedBy{handle.name(), handle.version()}, results);
   stages.postprocess = stage.LapMs() / 1000;

@@ -63,6 +63,36 @@ Result<std::optional<uint64_t>> SizeParameter(const Json& object, const char* ke
   return std::optional<uint64_t>(it->get<uint64_t>());
 }
 
+// The shared-memory parameters of an input or output (shared_memory_region, _byte_size,
+// _offset), if it names a region.
+Result<std::optional<SharedMemoryRef>> SharedMemoryParameters(const Json& object,
+                                                              const std::string& where) {
+  const auto params = object.find("parameters");
+  if (params == object.end() || !params->is_object()) return std::optional<SharedMemoryRef>();
+  const auto region = params->find("shared_memory_region");
+  if (region == params->end()) {
+    for (const char* key : {"shared_memory_byte_size", "shared_memory_offset"}) {
+      if (params->contains(key)) {
+        return Invalid(where + ": parameter '" + key + "' without shared_memory_region");
+      }
+    }
+    return std::optional<SharedMemoryRef>();
+  }
+  if (!region->is_string() || region->get<std::string>().empty()) {
+    return Invalid(where + ": parameter 'shared_memory_region' must be a region name");
+  }
+  SharedMemoryRef ref;
+  ref.region = region->get<std::string>();
+  ZD_ASSIGN_OR_RETURN(std::optional<uint64_t> size,
+                      SizeParameter(object, "shared_memory_byte_size", where));
+  if (!size) return Invalid(where + ": shared_memory_region needs shared_memory_byte_size");
+  ref.byte_size = *size;
+  ZD_ASSIGN_OR_RETURN(std::optional<uint64_t> offset,
+                      SizeParameter(object, "shared_memory_offset", where));
+  ref.offset = offset.value_or(0);
+  return std::optional<SharedMemoryRef>(std::move(ref));
+}
+
 Result<std::vector<int64_t>> ShapeAt(const Json& object, const std::string& where) {
   const auto it = object.find("shape");
   if (it == object.end() || !it->is_array()) return Invalid(where + ": 'shape' must be a list");
@@ -260,7 +290,12 @@ Result<ParsedInferRequest> ParseInferRequest(std::string_view body,
     if (!elements || *elements > (uint64_t{1} << 40)) return Invalid(where + ": shape too large");
     ZD_ASSIGN_OR_RETURN(std::optional<uint64_t> binary_size,
                         SizeParameter(in, "binary_data_size", where));
-    if (binary_size) {
+    ZD_ASSIGN_OR_RETURN(input.shared_memory, SharedMemoryParameters(in, where));
+    if (input.shared_memory) {
+      if (in.contains("data") || binary_size) {
+        return Invalid(where + ": names a shared-memory region and also carries data");
+      }
+    } else if (binary_size) {
       if (in.contains("data")) return Invalid(where + ": has both 'data' and binary_data_size");
       if (*binary_size > binary.size()) {
         return Invalid(where + ": binary_data_size " + std::to_string(*binary_size) +
@@ -303,6 +338,9 @@ Result<ParsedInferRequest> ParseInferRequest(std::string_view body,
       if (!seen.insert(name).second) return Invalid(where + ": '" + Shown(name) + "' given twice");
       ZD_ASSIGN_OR_RETURN(std::optional<bool> binary_out, BoolParameter(out, "binary_data", where));
       if (binary_out.value_or(false)) parsed.binary_outputs.push_back(name);
+      ZD_ASSIGN_OR_RETURN(std::optional<SharedMemoryRef> region,
+                          SharedMemoryParameters(out, where));
+      if (region) parsed.request.output_shared_memory.emplace(name, std::move(*region));
       parsed.request.outputs.push_back(std::move(name));
     }
   }
@@ -326,7 +364,14 @@ EncodedResponse EncodeInferResponse(const ServedBy& served_by, std::string_view 
     const bool as_binary = parsed.binary_all_outputs ||
                            std::find(parsed.binary_outputs.begin(), parsed.binary_outputs.end(),
                                      output.name) != parsed.binary_outputs.end();
-    if (as_binary) {
+    if (output.shared_memory != nullptr) {
+      // Written into the client's region: only where, and how many bytes.
+      out["parameters"] = {{"shared_memory_region", output.shared_memory->region},
+                           {"shared_memory_byte_size", output.data.size()}};
+      if (output.shared_memory->offset != 0) {
+        out["parameters"]["shared_memory_offset"] = output.shared_memory->offset;
+      }
+    } else if (as_binary) {
       out["parameters"] = {{"binary_data_size", output.data.size()}};
       binary.push_back(&output);
     } else {
@@ -371,6 +416,39 @@ std::string ModelMetadataBody(const ModelMetadata& metadata) {
     for (const TensorMetadata& t : *tensors) {
       json[key].push_back({{"name", t.name}, {"datatype", t.datatype}, {"shape", t.shape}});
     }
+  }
+  return ToJsonLine(json);
+}
+
+Result<SharedMemoryRegistration> ParseSharedMemoryRegistration(std::string_view body) {
+  const Json json = Json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded() || !json.is_object()) {
+    return Invalid("a region registration is a JSON object {\"key\", \"offset\", \"byte_size\"}");
+  }
+  SharedMemoryRegistration registration;
+  ZD_ASSIGN_OR_RETURN(registration.key, StringAt(json, "key", "registration", true));
+  for (const auto& [field, target] : {std::pair{"offset", &registration.offset},
+                                      std::pair{"byte_size", &registration.byte_size}}) {
+    const auto it = json.find(field);
+    if (it == json.end()) {
+      if (std::string_view(field) == "offset") continue;
+      return Invalid(std::string("registration: '") + field + "' is required");
+    }
+    if (!it->is_number_unsigned()) {
+      return Invalid(std::string("registration: '") + field + "' must be a non-negative integer");
+    }
+    *target = it->get<uint64_t>();
+  }
+  return registration;
+}
+
+std::string SharedMemoryStatusBody(const std::vector<SharedMemoryRegionStatus>& regions) {
+  OrderedJson json = OrderedJson::array();
+  for (const SharedMemoryRegionStatus& region : regions) {
+    json.push_back({{"name", region.name},
+                    {"key", region.key},
+                    {"offset", region.offset},
+                    {"byte_size", region.byte_size}});
   }
   return ToJsonLine(json);
 }

@@ -58,6 +58,16 @@ std::string ModelMetadataBody(const ModelMetadata& metadata);
 // POST /v2/repository/index: [{"name", "version", "state", "reason"}], one entry per version
 // (Triton's shape), states READY / LOADING / UNAVAILABLE.
 std::string RepositoryIndexBody(const RepositoryIndex& index, const ManagerStats& stats);
+// POST /v2/systemsharedmemory/region/<name>/register: {"key", "offset", "byte_size"}.
+struct SharedMemoryRegistration {
+  std::string key;
+  uint64_t offset = 0;
+  uint64_t byte_size = 0;
+};
+// Errors: kInvalidArgument naming the missing or mistyped field.
+Result<SharedMemoryRegistration> ParseSharedMemoryRegistration(std::string_view body);
+// GET /v2/systemsharedmemory[/region/<name>]/status: [{"name", "key", "offset", "byte_size"}].
+std::string SharedMemoryStatusBody(const std::vector<SharedMemoryRegionStatus>& regions);
 // Half-precision to single (FP16 outputs as JSON numbers).
 float HalfToFloat(uint16_t half);
 

@@ -93,11 +93,13 @@ TEST_F(ServerMetricsTest, CountsRequestsPerModelStageAndOutcome) {
   std::vector<float> input(3 * 320 * 320, 0.5f);
   InferRequest infer;
   infer.model_name = "a";
-  infer.inputs.push_back({"images",
-                          "FP32",
-                          {1, 3, 320, 320},
-                          std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(input.data()),
-                                                   input.size() * sizeof(float))});
+  InferInput images;
+  images.name = "images";
+  images.datatype = "FP32";
+  images.shape = {1, 3, 320, 320};
+  images.data = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(input.data()),
+                                         input.size() * sizeof(float));
+  infer.inputs.push_back(images);
   const InferSink ignore = [](const ServedBy&, std::span<const InferOutput>) {
     return Status::Ok();
   };

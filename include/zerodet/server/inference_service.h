@@ -9,9 +9,13 @@
 // first request that needs it (infer, detect or metadata), unlike Triton, where it must be
 // loaded first.
 //
+// Tensors may also sit in system shared-memory regions clients registered (off unless
+// Options::allow_client_shm): such an input is bound straight from the mapping, such an output
+// written into it.
+//
 // Ownership: the service borrows the manager, which must outlive it. Tensor data in requests is
 // borrowed from the caller for the duration of the call; output views passed to a sink are valid
-// only during the sink's call.
+// only during the sink's call. A request holds a lease on the regions it uses until it ends.
 // Metrics: every Infer and Detect is counted and timed per stage in metrics() (server_metrics.h),
 // whichever front end called it.
 // Thread-safety: every method may be called from any thread concurrently (the manager leases one
@@ -20,6 +24,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -34,6 +39,7 @@
 #include "zerodet/infer/detector.h"
 #include "zerodet/models/model_manager.h"
 #include "zerodet/server/server_metrics.h"
+#include "zerodet/server/shared_memory_registry.h"
 
 namespace zerodet::server {
 
@@ -43,12 +49,23 @@ namespace zerodet::server {
 Result<DType> ParseKServeDatatype(std::string_view name);
 std::string_view KServeDatatype(DType dtype);
 
+// A byte range of a registered system shared-memory region (shared_memory_region,
+// shared_memory_offset, shared_memory_byte_size in the protocol).
+struct SharedMemoryRef {
+  std::string region;
+  uint64_t offset = 0;
+  uint64_t byte_size = 0;
+};
+
 // A tensor as a request carries it: raw little-endian bytes, row-major.
 struct InferInput {
   std::string name;
   std::string datatype;  // KServe name
   std::vector<int64_t> shape;
   std::span<const uint8_t> data;
+  // Set: the bytes are in this shared-memory range instead (`data` is empty); bound as the
+  // model input straight from the mapping.
+  std::optional<SharedMemoryRef> shared_memory;
 };
 
 struct InferRequest {
@@ -58,6 +75,9 @@ struct InferRequest {
   std::vector<InferInput> inputs;
   // The outputs to return, by name; empty: all of the model's outputs.
   std::vector<std::string> outputs;
+  // Outputs to write into shared memory instead of returning them (each also in `outputs`).
+  // The range must hold the output; its first bytes receive it.
+  std::map<std::string, SharedMemoryRef> output_shared_memory;
   Deadline deadline = Deadline::Never();
 };
 
@@ -67,6 +87,9 @@ struct InferOutput {
   DType dtype = DType::kFloat32;
   std::vector<int64_t> shape;
   std::span<const uint8_t> data;
+  // Set: the output was written into this range (data views it there); the front end answers
+  // with the region's parameters instead of the bytes.
+  const SharedMemoryRef* shared_memory = nullptr;
 };
 
 // What served a request.
@@ -127,6 +150,9 @@ class InferenceService {
   struct Options {
     // Largest decoded image /v1/detect accepts (width x height), besides the codec's own limit.
     uint64_t max_image_pixels = uint64_t{64} << 20;
+    // The system shared-memory extension (off by default, as Triton's: a client that may
+    // register regions makes the server map its memory).
+    bool allow_client_shm = false;
   };
 
   InferenceService(ModelManager& manager, Options options);
@@ -156,6 +182,15 @@ class InferenceService {
   // Acquire's, the detector's.
   Result<DetectResponse> Detect(const DetectRequest& request);
 
+  // The system shared-memory extension (shared_memory_registry.h). Errors, besides the
+  // registry's: kPermissionDenied when Options::allow_client_shm is off.
+  Status RegisterSharedMemory(const std::string& name, const std::string& key, uint64_t offset,
+                              uint64_t byte_size);
+  // `name` nullopt: every region.
+  Status UnregisterSharedMemory(const std::optional<std::string>& name);
+  Result<std::vector<SharedMemoryRegionStatus>> SharedMemoryStatus(
+      const std::optional<std::string>& name) const;
+
   ModelManager& manager() { return manager_; }
   ServerMetrics& metrics() { return *metrics_; }
 
@@ -171,6 +206,7 @@ class InferenceService {
   ModelManager& manager_;
   Options options_;
   std::unique_ptr<ServerMetrics> metrics_;
+  SharedMemoryRegistry shared_memory_;
 };
 
 }  // namespace zerodet::server

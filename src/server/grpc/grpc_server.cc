@@ -315,16 +315,61 @@ Result<std::optional<bool>> BoolParameter(const Parameters& parameters, const st
   return InvalidArgumentError("parameter " + Quoted(key) + " must be a bool");
 }
 
-// Parameters that name shared memory (the extension is not available yet).
-Status RefuseSharedMemory(const Parameters& parameters, const std::string& what) {
-  for (const char* key : {"shared_memory_region", "shared_memory_offset", "shared_memory_byte_size",
-                          "zerodet_store_object"}) {
-    if (parameters.count(key) != 0) {
-      return UnimplementedError(what + " names " + std::string(key) +
-                                ": shared-memory and store inputs are not available yet");
-    }
+// Store inputs are not available yet.
+Status RefuseStoreObjects(const Parameters& parameters, const std::string& what) {
+  if (parameters.count("zerodet_store_object") != 0) {
+    return UnimplementedError(what +
+                              " names zerodet_store_object: store inputs are not "
+                              "available yet");
   }
   return Status::Ok();
+}
+
+// A non-negative integer parameter, if present.
+Result<std::optional<uint64_t>> SizeParameter(const Parameters& parameters, const std::string& key,
+                                              const std::string& what) {
+  const auto it = parameters.find(key);
+  if (it == parameters.end()) return std::optional<uint64_t>();
+  const pb::InferParameter& p = it->second;
+  if (p.parameter_choice_case() == pb::InferParameter::kUint64Param) {
+    return std::optional<uint64_t>(p.uint64_param());
+  }
+  if (p.parameter_choice_case() == pb::InferParameter::kInt64Param && p.int64_param() >= 0) {
+    return std::optional<uint64_t>(static_cast<uint64_t>(p.int64_param()));
+  }
+  return InvalidArgumentError(what + ": parameter " + Quoted(key) +
+                              " must be a non-negative integer");
+}
+
+// The shared-memory parameters of an input or output, if it names a region.
+Result<std::optional<SharedMemoryRef>> SharedMemoryParameters(const Parameters& parameters,
+                                                              const std::string& what) {
+  ZD_RETURN_IF_ERROR(RefuseStoreObjects(parameters, what));
+  const auto region = parameters.find("shared_memory_region");
+  if (region == parameters.end()) {
+    for (const char* key : {"shared_memory_byte_size", "shared_memory_offset"}) {
+      if (parameters.count(key) != 0) {
+        return InvalidArgumentError(what + ": parameter " + Quoted(key) +
+                                    " without shared_memory_region");
+      }
+    }
+    return std::optional<SharedMemoryRef>();
+  }
+  if (region->second.parameter_choice_case() != pb::InferParameter::kStringParam ||
+      region->second.string_param().empty()) {
+    return InvalidArgumentError(what + ": parameter 'shared_memory_region' must be a region name");
+  }
+  SharedMemoryRef ref;
+  ref.region = region->second.string_param();
+  ZD_ASSIGN_OR_RETURN(std::optional<uint64_t> size,
+                      SizeParameter(parameters, "shared_memory_byte_size", what));
+  if (!size)
+    return InvalidArgumentError(what + ": shared_memory_region needs shared_memory_byte_size");
+  ref.byte_size = *size;
+  ZD_ASSIGN_OR_RETURN(std::optional<uint64_t> offset,
+                      SizeParameter(parameters, "shared_memory_offset", what));
+  ref.offset = offset.value_or(0);
+  return std::optional<SharedMemoryRef>(std::move(ref));
 }
 
 // ---- Statistics the front end keeps ----
@@ -485,12 +530,19 @@ struct GrpcServer::Impl final : public pb::GRPCInferenceService::Service {
     std::vector<std::string> converted(static_cast<size_t>(request.inputs_size()));
     for (int i = 0; i < request.inputs_size(); ++i) {
       const pb::ModelInferRequest::InferInputTensor& in = request.inputs(i);
-      ZD_RETURN_IF_ERROR(RefuseSharedMemory(in.parameters(), "input " + Quoted(in.name())));
       InferInput input;
       input.name = in.name();
       input.datatype = in.datatype();
       input.shape.assign(in.shape().begin(), in.shape().end());
-      if (raw_count != 0) {
+      ZD_ASSIGN_OR_RETURN(input.shared_memory,
+                          SharedMemoryParameters(in.parameters(), "input " + Quoted(in.name())));
+      if (input.shared_memory) {
+        const bool has_raw = raw_count != 0 && !request.raw_input_contents(i).empty();
+        if (has_raw || (in.has_contents() && ContentsFieldsSet(in.contents()) > 0)) {
+          return InvalidArgumentError("input " + Quoted(in.name()) +
+                                      " names a shared-memory region and also carries data");
+        }
+      } else if (raw_count != 0) {
         if (in.has_contents() && ContentsFieldsSet(in.contents()) > 0) {
           return InvalidArgumentError("input " + Quoted(in.name()) +
                                       " has typed contents while the request has "
@@ -506,11 +558,13 @@ struct GrpcServer::Impl final : public pb::GRPCInferenceService::Service {
       infer.inputs.push_back(std::move(input));
     }
     for (const pb::ModelInferRequest::InferRequestedOutputTensor& out : request.outputs()) {
-      ZD_RETURN_IF_ERROR(RefuseSharedMemory(out.parameters(), "output " + Quoted(out.name())));
+      ZD_ASSIGN_OR_RETURN(std::optional<SharedMemoryRef> region,
+                          SharedMemoryParameters(out.parameters(), "output " + Quoted(out.name())));
       if (out.parameters().count("classification") != 0) {
         return UnimplementedError("output " + Quoted(out.name()) +
                                   ": the classification extension is not supported");
       }
+      if (region) infer.output_shared_memory.emplace(out.name(), std::move(*region));
       infer.outputs.push_back(out.name());
     }
     const auto start = Clock::now();
@@ -522,6 +576,20 @@ struct GrpcServer::Impl final : public pb::GRPCInferenceService::Service {
         tensor->set_name(std::string(o.name));
         tensor->set_datatype(std::string(KServeDatatype(o.dtype)));
         for (int64_t d : o.shape) tensor->add_shape(d);
+        if (o.shared_memory != nullptr) {
+          // Written into the client's region: only where, and how many bytes; an empty raw
+          // entry keeps raw_output_contents aligned with outputs.
+          auto& parameters = *tensor->mutable_parameters();
+          parameters["shared_memory_region"].set_string_param(o.shared_memory->region);
+          parameters["shared_memory_byte_size"].set_int64_param(
+              static_cast<int64_t>(o.data.size()));
+          if (o.shared_memory->offset != 0) {
+            parameters["shared_memory_offset"].set_int64_param(
+                static_cast<int64_t>(o.shared_memory->offset));
+          }
+          response.add_raw_output_contents();
+          continue;
+        }
         response.add_raw_output_contents(reinterpret_cast<const char*>(o.data.data()),
                                          o.data.size());
       }
@@ -536,7 +604,13 @@ struct GrpcServer::Impl final : public pb::GRPCInferenceService::Service {
                       std::optional<int64_t> version, pb::ModelInferResponse& response,
                       ServedBy& served, VersionCounters& timing, uint64_t& images) {
     const pb::ModelInferRequest::InferInputTensor& in = request.inputs(0);
-    ZD_RETURN_IF_ERROR(RefuseSharedMemory(in.parameters(), "input " + Quoted(in.name())));
+    ZD_RETURN_IF_ERROR(RefuseStoreObjects(in.parameters(), "input " + Quoted(in.name())));
+    for (const char* key : {"shared_memory_region", "shared_memory_byte_size"}) {
+      if (in.parameters().count(key) != 0) {
+        return UnimplementedError("detection input " + Quoted(in.name()) +
+                                  ": encoded images in shared memory are not supported");
+      }
+    }
     if (in.shape_size() != 1 || in.shape(0) < 1 || in.shape(0) > kMaxDetectImages) {
       std::vector<int64_t> shape(in.shape().begin(), in.shape().end());
       return InvalidArgumentError("detection input " + Quoted(in.name()) + " has shape " +
@@ -648,7 +722,7 @@ struct GrpcServer::Impl final : public pb::GRPCInferenceService::Service {
                         pb::ModelInferResponse& response) {
     const auto start = Clock::now();
     ZD_ASSIGN_OR_RETURN_GRPC(std::optional<int64_t> version, ParseVersion(request.model_version()));
-    ZD_RETURN_IF_ERROR_GRPC(RefuseSharedMemory(request.parameters(), "the request"));
+    ZD_RETURN_IF_ERROR_GRPC(RefuseStoreObjects(request.parameters(), "the request"));
     ServedBy served;
     VersionCounters timing;
     uint64_t images = 1;
@@ -999,22 +1073,42 @@ struct GrpcServer::Impl final : public pb::GRPCInferenceService::Service {
                         std::string(kind) + " shared memory is not available on this server yet");
   }
 
+  static std::optional<std::string> RegionName(const std::string& name) {
+    return name.empty() ? std::nullopt : std::optional<std::string>(name);
+  }
+
   grpc::Status SystemSharedMemoryStatus(grpc::ServerContext*,
-                                        const pb::SystemSharedMemoryStatusRequest*,
-                                        pb::SystemSharedMemoryStatusResponse*) override {
-    return NoSharedMemory("system");
+                                        const pb::SystemSharedMemoryStatusRequest* request,
+                                        pb::SystemSharedMemoryStatusResponse* response) override {
+    return Guard("SystemSharedMemoryStatus", [&]() -> grpc::Status {
+      ZD_ASSIGN_OR_RETURN_GRPC(std::vector<SharedMemoryRegionStatus> regions,
+                               service.SharedMemoryStatus(RegionName(request->name())));
+      for (const SharedMemoryRegionStatus& region : regions) {
+        auto& status = (*response->mutable_regions())[region.name];
+        status.set_name(region.name);
+        status.set_key(region.key);
+        status.set_offset(region.offset);
+        status.set_byte_size(region.byte_size);
+      }
+      return grpc::Status::OK;
+    });
   }
   grpc::Status SystemSharedMemoryRegister(grpc::ServerContext* context,
-                                          const pb::SystemSharedMemoryRegisterRequest*,
+                                          const pb::SystemSharedMemoryRegisterRequest* request,
                                           pb::SystemSharedMemoryRegisterResponse*) override {
-    if (grpc::Status auth = Authorize(*context); !auth.ok()) return auth;
-    return NoSharedMemory("system");
+    return Guard("SystemSharedMemoryRegister", [&]() -> grpc::Status {
+      if (grpc::Status auth = Authorize(*context); !auth.ok()) return auth;
+      return ToGrpc(service.RegisterSharedMemory(request->name(), request->key(), request->offset(),
+                                                 request->byte_size()));
+    });
   }
   grpc::Status SystemSharedMemoryUnregister(grpc::ServerContext* context,
-                                            const pb::SystemSharedMemoryUnregisterRequest*,
+                                            const pb::SystemSharedMemoryUnregisterRequest* request,
                                             pb::SystemSharedMemoryUnregisterResponse*) override {
-    if (grpc::Status auth = Authorize(*context); !auth.ok()) return auth;
-    return NoSharedMemory("system");
+    return Guard("SystemSharedMemoryUnregister", [&]() -> grpc::Status {
+      if (grpc::Status auth = Authorize(*context); !auth.ok()) return auth;
+      return ToGrpc(service.UnregisterSharedMemory(RegionName(request->name())));
+    });
   }
   grpc::Status CudaSharedMemoryStatus(grpc::ServerContext*,
                                       const pb::CudaSharedMemoryStatusRequest*,

@@ -6,8 +6,11 @@
 // request in flight finish.
 #include "zerodet/server/grpc_server.h"
 
+#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -46,7 +49,7 @@ constexpr char kToken[] = "s3cret-token";
 // A repository, its manager and service, and a started server with a client stub.
 struct Served {
   explicit Served(GrpcServerOptions options = {}, bool big_model = true,
-                  std::shared_ptr<ModelLoader> loader = nullptr)
+                  std::shared_ptr<ModelLoader> loader = nullptr, bool allow_client_shm = false)
       : repo("grpc_server") {
     AddVersion(repo.path(), kSmall, 1, SharedModel("yolo11n-320.onnx"));
     if (big_model) AddVersion(repo.path(), "yolov8n", 1, SharedModel("yolov8n.onnx"));
@@ -55,7 +58,9 @@ struct Served {
     auto created = ModelManager::Create(manager_options);
     EXPECT_TRUE(created.ok()) << created.status().ToString();
     manager = std::move(created).value();
-    service = std::make_unique<InferenceService>(*manager, InferenceService::Options{});
+    InferenceService::Options service_options;
+    service_options.allow_client_shm = allow_client_shm;
+    service = std::make_unique<InferenceService>(*manager, service_options);
     options.address = "127.0.0.1:0";
     auto started = GrpcServer::Start(*service, options);
     EXPECT_TRUE(started.ok()) << started.status().ToString();
@@ -428,7 +433,18 @@ TEST_F(GrpcServerTest, HostileInferRequestsGetCleanStatuses) {
   {
     pb::ModelInferRequest r = RawRequest(kSmall, tensor);
     (*r.mutable_inputs(0)->mutable_parameters())["shared_memory_region"].set_string_param("r");
-    cases.push_back({"shared memory input", r, grpc::StatusCode::UNIMPLEMENTED});
+    cases.push_back({"shared memory input without a size", r, grpc::StatusCode::INVALID_ARGUMENT});
+    (*r.mutable_inputs(0)->mutable_parameters())["shared_memory_byte_size"].set_int64_param(-4);
+    cases.push_back(
+        {"shared memory input with a negative size", r, grpc::StatusCode::INVALID_ARGUMENT});
+    (*r.mutable_inputs(0)->mutable_parameters())["shared_memory_byte_size"].set_int64_param(4);
+    cases.push_back(
+        {"shared memory input that also carries data", r, grpc::StatusCode::INVALID_ARGUMENT});
+    r.clear_raw_input_contents();
+    cases.push_back({"shared memory input on a server without shared memory", r,
+                     grpc::StatusCode::PERMISSION_DENIED});
+    (*r.mutable_inputs(0)->mutable_parameters())["zerodet_store_object"].set_string_param("x");
+    cases.push_back({"store input", r, grpc::StatusCode::UNIMPLEMENTED});
   }
   for (Case& c : cases) {
     grpc::ClientContext context;
@@ -751,16 +767,124 @@ TEST_F(GrpcServerTest, RepositoryIndexLoadAndUnloadWithTheToken) {
   EXPECT_EQ(state_of(kSmall), "READY");
 }
 
-TEST_F(GrpcServerTest, SharedMemoryRpcsAreUnimplemented) {
+TEST_F(GrpcServerTest, SystemSharedMemoryIsOffByDefaultAndCudaUnimplemented) {
   grpc::ClientContext c1, c2;
   pb::SystemSharedMemoryStatusResponse status_response;
   const grpc::Status status = stub().SystemSharedMemoryStatus(&c1, {}, &status_response);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_NE(status.error_message().find("shared memory"), std::string::npos);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_NE(status.error_message().find("--allow-client-shm"), std::string::npos);
   c2.AddMetadata("authorization", std::string("Bearer ") + kToken);
   pb::CudaSharedMemoryRegisterResponse register_response;
   EXPECT_EQ(stub().CudaSharedMemoryRegister(&c2, {}, &register_response).error_code(),
             grpc::StatusCode::UNIMPLEMENTED);
+}
+
+// A POSIX shared-memory object made for a test, unlinked at the end.
+class ShmObject {
+ public:
+  ShmObject(const std::string& name, size_t size) : name_(name), size_(size) {
+    const int fd = ::shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+    EXPECT_GE(fd, 0) << name;
+    EXPECT_EQ(::ftruncate(fd, static_cast<off_t>(size)), 0);
+    void* mapped = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ::close(fd);
+    EXPECT_NE(mapped, MAP_FAILED);
+    data_ = static_cast<char*>(mapped);
+  }
+  ~ShmObject() {
+    ::munmap(data_, size_);
+    ::shm_unlink(name_.c_str());
+  }
+  char* data() { return data_; }
+
+ private:
+  std::string name_;
+  size_t size_;
+  char* data_ = nullptr;
+};
+
+TEST(GrpcServerSharedMemoryTest, InputsAndOutputsThroughRegisteredRegions) {
+  Served served({}, /*big_model=*/false, nullptr, /*allow_client_shm=*/true);
+  const std::string tensor = RandomTensor(kSmallInputElements, 11);
+  // The output as raw contents, for comparison.
+  grpc::ClientContext raw_context;
+  pb::ModelInferResponse raw;
+  ASSERT_TRUE(served.stub->ModelInfer(&raw_context, RawRequest(kSmall, tensor), &raw).ok());
+  ASSERT_EQ(raw.raw_output_contents_size(), 1);
+  const std::string& expected = raw.raw_output_contents(0);
+
+  const std::string key = "/zerodet-grpc-shm-" + std::to_string(::getpid());
+  ShmObject object(key, tensor.size() + expected.size() + 100);
+  std::memcpy(object.data(), tensor.data(), tensor.size());
+  const auto register_region = [&](const std::string& name, uint64_t offset, uint64_t size) {
+    grpc::ClientContext context;
+    pb::SystemSharedMemoryRegisterRequest request;
+    request.set_name(name);
+    request.set_key(key);
+    request.set_offset(offset);
+    request.set_byte_size(size);
+    pb::SystemSharedMemoryRegisterResponse response;
+    return served.stub->SystemSharedMemoryRegister(&context, request, &response);
+  };
+  ASSERT_TRUE(register_region("in", 0, tensor.size()).ok());
+  ASSERT_TRUE(register_region("out", tensor.size() + 100, expected.size()).ok());
+  EXPECT_EQ(register_region("in", 0, 8).error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_EQ(register_region("big", 0, uint64_t{1} << 40).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+
+  pb::ModelInferRequest request;
+  request.set_model_name(kSmall);
+  auto* input = request.add_inputs();
+  input->set_name("images");
+  input->set_datatype("FP32");
+  for (int64_t d : {1, 3, 320, 320}) input->add_shape(d);
+  (*input->mutable_parameters())["shared_memory_region"].set_string_param("in");
+  (*input->mutable_parameters())["shared_memory_byte_size"].set_int64_param(
+      static_cast<int64_t>(tensor.size()));
+  auto* output = request.add_outputs();
+  output->set_name("output0");
+  (*output->mutable_parameters())["shared_memory_region"].set_string_param("out");
+  (*output->mutable_parameters())["shared_memory_byte_size"].set_int64_param(
+      static_cast<int64_t>(expected.size()));
+  grpc::ClientContext context;
+  pb::ModelInferResponse response;
+  const grpc::Status status = served.stub->ModelInfer(&context, request, &response);
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  ASSERT_EQ(response.outputs_size(), 1);
+  EXPECT_EQ(response.outputs(0).parameters().at("shared_memory_region").string_param(), "out");
+  EXPECT_EQ(response.outputs(0).parameters().at("shared_memory_byte_size").int64_param(),
+            static_cast<int64_t>(expected.size()));
+  EXPECT_TRUE(response.raw_output_contents(0).empty());
+  EXPECT_EQ(std::memcmp(object.data() + tensor.size() + 100, expected.data(), expected.size()), 0)
+      << "the output in shared memory differs from the raw output";
+
+  grpc::ClientContext status_context;
+  pb::SystemSharedMemoryStatusResponse regions;
+  ASSERT_TRUE(served.stub->SystemSharedMemoryStatus(&status_context, {}, &regions).ok());
+  ASSERT_EQ(regions.regions_size(), 2);
+  EXPECT_EQ(regions.regions().at("out").offset(), tensor.size() + 100);
+  EXPECT_EQ(regions.regions().at("in").key(), key);
+
+  // An output range too small, then an unregistered region.
+  (*output->mutable_parameters())["shared_memory_byte_size"].set_int64_param(16);
+  grpc::ClientContext small_context;
+  EXPECT_EQ(served.stub->ModelInfer(&small_context, request, &response).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  grpc::ClientContext unregister_context;
+  pb::SystemSharedMemoryUnregisterRequest unregister;
+  unregister.set_name("in");
+  pb::SystemSharedMemoryUnregisterResponse unregistered;
+  ASSERT_TRUE(
+      served.stub->SystemSharedMemoryUnregister(&unregister_context, unregister, &unregistered)
+          .ok());
+  grpc::ClientContext gone_context;
+  EXPECT_EQ(served.stub->ModelInfer(&gone_context, request, &response).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  grpc::ClientContext all_context;
+  ASSERT_TRUE(served.stub->SystemSharedMemoryUnregister(&all_context, {}, &unregistered).ok());
+  grpc::ClientContext empty_context;
+  ASSERT_TRUE(served.stub->SystemSharedMemoryStatus(&empty_context, {}, &regions).ok());
+  EXPECT_EQ(regions.regions_size(), 0);
 }
 
 // ---- Server options, limits, TLS, shutdown ----
