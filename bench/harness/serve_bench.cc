@@ -1,8 +1,13 @@
 #include "serve_bench.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cstring>
 #include <thread>
 
 #include "latency_summary.h"
@@ -62,6 +67,34 @@ Result<std::vector<int64_t>> Time(int n, const std::function<Status()>& body) {
   return ns;
 }
 
+// A POSIX shared-memory object the benchmark writes its tensor into, unlinked at the end.
+class ShmObject {
+ public:
+  static Result<std::unique_ptr<ShmObject>> Create(const std::string& name, size_t size) {
+    const int fd = ::shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+    if (fd < 0) return ErrnoError("shm_open " + name, errno);
+    auto object = std::unique_ptr<ShmObject>(new ShmObject(name, size));
+    const bool sized = ::ftruncate(fd, static_cast<off_t>(size)) == 0;
+    void* mapped =
+        sized ? ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
+    ::close(fd);
+    if (mapped == MAP_FAILED) return IoError("cannot size or map shared memory " + name);
+    object->data_ = static_cast<uint8_t*>(mapped);
+    return object;
+  }
+  ~ShmObject() {
+    if (data_ != nullptr) ::munmap(data_, size_);
+    ::shm_unlink(name_.c_str());
+  }
+  uint8_t* data() { return data_; }
+
+ private:
+  ShmObject(std::string name, size_t size) : name_(std::move(name)), size_(size) {}
+  std::string name_;
+  size_t size_;
+  uint8_t* data_ = nullptr;
+};
+
 Status Expect200(int status, const char* what) {
   if (status == 200) return Status::Ok();
   return InternalError(std::string(what) + ": HTTP status " + std::to_string(status));
@@ -100,7 +133,9 @@ Result<nlohmann::ordered_json> MeasureServe(const ServeBenchOptions& options) {
   manager_options.watch = false;
   manager_options.thread_pool.intra_op_threads = options.threads;
   ZD_ASSIGN_OR_RETURN(std::unique_ptr<ModelManager> manager, ModelManager::Create(manager_options));
-  server::InferenceService service(*manager, {});
+  server::InferenceService::Options service_options;
+  service_options.allow_client_shm = true;
+  server::InferenceService service(*manager, service_options);
   server::HttpServerOptions http_options;
   http_options.port = 0;
   ZD_ASSIGN_OR_RETURN(std::unique_ptr<server::HttpServer> http_server,
@@ -119,6 +154,10 @@ Result<nlohmann::ordered_json> MeasureServe(const ServeBenchOptions& options) {
   ZD_ASSIGN_OR_RETURN(std::vector<int64_t> run_ns, Time(options.requests, [&]() -> Status {
                         return backend.Run(std::span<const ConstTensorView>(&view, 1)).status();
                       }));
+  ZD_ASSIGN_OR_RETURN(std::vector<TensorView> outputs,
+                      backend.Run(std::span<const ConstTensorView>(&view, 1)));
+  const std::string output_name = handle->backend().info().outputs.at(0).name;
+  const size_t output_bytes = outputs.at(0).size_bytes();
   handle.Release();
 
   nlohmann::json json_request;
@@ -144,6 +183,37 @@ Result<nlohmann::ordered_json> MeasureServe(const ServeBenchOptions& options) {
                                          "binary infer");
                       }));
 
+  // The same tensor through a registered shared-memory region, the output into another.
+  const size_t input_bytes = elements * 4;
+  const std::string key = "/zerodet-bench-serve-" + std::to_string(::getpid());
+  ZD_ASSIGN_OR_RETURN(std::unique_ptr<ShmObject> shm,
+                      ShmObject::Create(key, input_bytes + output_bytes));
+  std::memcpy(shm->data(), tensor.data(), input_bytes);
+  ZD_RETURN_IF_ERROR(
+      Expect200(client.Post("/v2/systemsharedmemory/region/in/register",
+                            nlohmann::json{{"key", key}, {"byte_size", input_bytes}}.dump()),
+                "shared-memory registration"));
+  ZD_RETURN_IF_ERROR(Expect200(
+      client.Post("/v2/systemsharedmemory/region/out/register",
+                  nlohmann::json{{"key", key}, {"offset", input_bytes}, {"byte_size", output_bytes}}
+                      .dump()),
+      "shared-memory registration"));
+  nlohmann::json shm_request;
+  shm_request["inputs"] = {
+      {{"name", input_info.name},
+       {"datatype", "FP32"},
+       {"shape", shape},
+       {"parameters", {{"shared_memory_region", "in"}, {"shared_memory_byte_size", input_bytes}}}}};
+  shm_request["outputs"] = {
+      {{"name", output_name},
+       {"parameters",
+        {{"shared_memory_region", "out"}, {"shared_memory_byte_size", output_bytes}}}}};
+  const std::string shm_body = shm_request.dump();
+  ZD_ASSIGN_OR_RETURN(std::vector<int64_t> shm_ns, Time(options.requests, [&] {
+                        return Expect200(client.Post("/v2/models/m/infer", shm_body),
+                                         "shared-memory infer");
+                      }));
+
   // /v1/detect against the detector in process, on the same bytes.
   const std::string jpeg_body(jpeg.begin(), jpeg.end());
   ZD_ASSIGN_OR_RETURN(ModelHandle detector, manager->Acquire("m"));
@@ -152,7 +222,7 @@ Result<nlohmann::ordered_json> MeasureServe(const ServeBenchOptions& options) {
                       }));
   detector.Release();
   nlohmann::ordered_json detect_rates;
-  for (const int concurrency : {1, 4}) {
+  for (const int concurrency : {1, 4, 16}) {
     std::atomic<int> failures{0};
     const int per_client = std::max(1, options.requests / concurrency);
     const int64_t start = MonotonicNowNs();
@@ -176,6 +246,7 @@ Result<nlohmann::ordered_json> MeasureServe(const ServeBenchOptions& options) {
   const LatencySummary run = SummarizeNs(run_ns);
   const LatencySummary json_summary = SummarizeNs(json_ns);
   const LatencySummary binary_summary = SummarizeNs(binary_ns);
+  const LatencySummary shm_summary = SummarizeNs(shm_ns);
   const LatencySummary local = SummarizeNs(local_ns);
   nlohmann::ordered_json out;
   out["model"] = model.filename().string();
@@ -184,8 +255,10 @@ Result<nlohmann::ordered_json> MeasureServe(const ServeBenchOptions& options) {
   out["direct_run"] = ToJson(run);
   out["infer_json"] = ToJson(json_summary);
   out["infer_binary"] = ToJson(binary_summary);
+  out["infer_shared_memory"] = ToJson(shm_summary);
   out["overhead_p50_us"] = {{"json", json_summary.p50_us - run.p50_us},
-                            {"binary", binary_summary.p50_us - run.p50_us}};
+                            {"binary", binary_summary.p50_us - run.p50_us},
+                            {"shared_memory", shm_summary.p50_us - run.p50_us}};
   out["detect_in_process_images_per_s"] = local.mean_us > 0 ? 1e6 / local.mean_us : 0;
   out["detect_http_images_per_s"] = detect_rates;
   return out;

@@ -2,9 +2,10 @@
 // of `zerodet bench serve`): an in-process HTTP server on loopback over a temporary repository
 // holding one model, a keep-alive Beast client, and the same model run directly.
 //   - infer on one preprocessed tensor (1x3xHxW FP32 at the model's input size): sent as JSON
-//     numbers and as binary tensor data; server overhead = request p50 - direct Run p50;
-//   - /v1/detect with the JPEG's bytes at concurrency 1 and 4 against the detector in process
-//     on the same bytes (images per second).
+//     numbers, as binary tensor data, and through a registered system shared-memory region (the
+//     output written into another); server overhead = request p50 - direct Run p50;
+//   - /v1/detect with the JPEG's bytes at concurrency 1, 4 and 16 against the detector in
+//     process on the same bytes (images per second).
 // Thread-safety: MeasureServe runs alone (it starts its own threads).
 #pragma once
 

@@ -19,12 +19,15 @@ TEST(ServeBenchTest, AShortRunMeasuresEveryPathAndCleansUp) {
   options.threads = 1;
   auto result = MeasureServe(options);
   ASSERT_TRUE(result.ok()) << result.status().ToString();
-  for (const char* path : {"direct_run", "infer_json", "infer_binary"}) {
+  for (const char* path : {"direct_run", "infer_json", "infer_binary", "infer_shared_memory"}) {
     EXPECT_EQ((*result)[path]["samples"], 2) << path;
     EXPECT_GT((*result)[path]["p50_us"].get<double>(), 0.0) << path;
   }
   EXPECT_EQ((*result)["input_shape"], nlohmann::json::parse("[1,3,320,320]"));
-  EXPECT_GT((*result)["detect_http_images_per_s"]["concurrency_4"].get<double>(), 0.0);
+  EXPECT_GT((*result)["detect_http_images_per_s"]["concurrency_16"].get<double>(), 0.0);
+  // The shared-memory object is gone.
+  const std::string key = "/dev/shm/zerodet-bench-serve-" + std::to_string(::getpid());
+  EXPECT_FALSE(std::filesystem::exists(key));
   EXPECT_FALSE(std::filesystem::exists(std::filesystem::temp_directory_path() /
                                        ("zerodet-bench-serve-" + std::to_string(::getpid()))));
 }
