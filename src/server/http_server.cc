@@ -8,6 +8,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <charconv>
+#include <mutex>
 #include <optional>
 #include <thread>
 
@@ -33,6 +34,10 @@ struct HttpServer::Impl {
 
   void Accept();
   void OnAccept(beast::error_code ec, tcp::socket socket);
+  // Remembers an open connection, so Shutdown can close the ones still open.
+  void Track(const std::shared_ptr<Session>& session);
+  // Closes every open connection (on its own strand); returns at once.
+  void CloseSessions();
 
   InferenceService& service;
   const HttpServerOptions options;
@@ -53,6 +58,8 @@ struct HttpServer::Impl {
   // After the io_context: destroyed (and joined) first, so no request handler outlives it.
   std::optional<net::thread_pool> requests;
   bool shut_down = false;
+  std::mutex sessions_mutex;
+  std::vector<std::weak_ptr<Session>> sessions;  // open connections (expired ones pruned)
 };
 
 namespace {
@@ -68,6 +75,7 @@ class Session : public std::enable_shared_from_this<Session> {
   ~Session() { server_.connections.fetch_sub(1); }
 
   void Start() {
+    server_.Track(shared_from_this());
     net::dispatch(stream_.get_executor(),
                   beast::bind_front_handler(&Session::Read, shared_from_this()));
   }
@@ -216,6 +224,13 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.close();
   }
 
+ public:
+  // Closes the connection from the server's side (Shutdown), on the session's strand.
+  void CloseSoon() {
+    net::post(stream_.get_executor(), [self = shared_from_this()] { self->Close(); });
+  }
+
+ private:
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
@@ -229,6 +244,24 @@ class Session : public std::enable_shared_from_this<Session> {
 };
 
 }  // namespace
+
+void HttpServer::Impl::Track(const std::shared_ptr<Session>& session) {
+  const std::lock_guard lock(sessions_mutex);
+  std::erase_if(sessions, [](const std::weak_ptr<Session>& s) { return s.expired(); });
+  sessions.push_back(session);
+}
+
+void HttpServer::Impl::CloseSessions() {
+  std::vector<std::shared_ptr<Session>> open;
+  {
+    const std::lock_guard lock(sessions_mutex);
+    for (const std::weak_ptr<Session>& weak : sessions) {
+      if (auto session = weak.lock()) open.push_back(std::move(session));
+    }
+    sessions.clear();
+  }
+  for (const auto& session : open) session->CloseSoon();
+}
 
 void HttpServer::Impl::Accept() {
   acceptor.async_accept(net::make_strand(ioc), beast::bind_front_handler(&Impl::OnAccept, this));
@@ -330,6 +363,13 @@ int HttpServer::Shutdown(std::chrono::milliseconds grace) {
   }
   const int left = impl.in_flight.load();
   impl.stopped = true;
+  // Connections still open (idle keep-alive, a request not read yet, one past the grace) are
+  // closed, so no client waits on a server that has gone; the I/O threads run the closes.
+  impl.CloseSessions();
+  const Deadline closing = Deadline::After(std::chrono::seconds(1));
+  while (impl.connections.load() > 0 && !closing.expired()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
   impl.work.reset();
   impl.ioc.stop();
   for (std::thread& t : impl.io_threads) t.join();
