@@ -32,6 +32,7 @@ struct ServeArgs {
   std::string grpc = "127.0.0.1:8001";
   std::string metrics = "off";
   bool allow_client_shm = false;
+  std::string store;
   std::string tls_cert;
   std::string tls_key;
   std::string token_file;
@@ -100,6 +101,13 @@ Status Serve(const ServeArgs& args) {
                       ModelManager::Create(std::move(manager_options)));
   server::InferenceService::Options service_options;
   service_options.allow_client_shm = args.allow_client_shm;
+  std::unique_ptr<store::StoreClient> store_client;
+  if (!args.store.empty()) {
+    store::ConnectOptions connect;
+    connect.access = store::StoreAccess::kReadOnly;
+    ZD_ASSIGN_OR_RETURN(store_client, store::StoreClient::Connect(args.store, connect));
+    service_options.store = store_client.get();
+  }
   server::InferenceService service(*manager, service_options);
 
   const bool http_on = args.http != "off";
@@ -196,6 +204,8 @@ const CommandRegistrar kRegistrar("serve", [](CLI::App& app) {
                   "HOST:PORT to serve Prometheus metrics on, besides GET /metrics on the HTTP "
                   "port (off: only there)")
       ->capture_default_str();
+  cmd->add_option("--store", args->store,
+                  "Socket of a zerodet store whose objects inputs may name (zerodet_store_object)");
   cmd->add_flag("--allow-client-shm", args->allow_client_shm,
                 "Let clients register system shared-memory regions (the server maps them) and "
                 "name them in infer requests");

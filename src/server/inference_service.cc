@@ -209,6 +209,9 @@ Status InferenceService::InferStages(const InferRequest& request, const InferSin
   // Leases on the shared-memory regions this request uses: their mappings outlive the request
   // even when a client unregisters them meanwhile.
   std::vector<SharedMemoryLease> leases;
+  // Views of the store objects bound as inputs: the store keeps them until the request ends.
+  std::vector<store::ObjectView> store_views;
+  store_views.reserve(request.inputs.size());
   const auto lease = [&](const SharedMemoryRef& ref) -> Result<std::span<uint8_t>> {
     ZD_RETURN_IF_ERROR(SharedMemoryAllowed(options_.allow_client_shm));
     ZD_ASSIGN_OR_RETURN(SharedMemoryLease held,
@@ -225,7 +228,17 @@ Status InferenceService::InferStages(const InferRequest& request, const InferSin
                                   request.model_name + " is missing");
     }
     std::span<const uint8_t> data = it->data;
-    if (it->shared_memory) {
+    if (it->store_object) {
+      if (options_.store == nullptr) {
+        return FailedPreconditionError("input '" + it->name +
+                                       "' names a store object, but this server has no store "
+                                       "(start zerodet serve with --store SOCKET)");
+      }
+      auto view = options_.store->Get(*it->store_object);
+      if (!view.ok()) return view.status().WithContext("input '" + it->name + "'");
+      store_views.push_back(std::move(*view));
+      data = store_views.back().data();
+    } else if (it->shared_memory) {
       auto bytes = lease(*it->shared_memory);
       if (!bytes.ok()) return bytes.status().WithContext("input '" + it->name + "'");
       data = *bytes;

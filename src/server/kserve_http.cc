@@ -93,6 +93,23 @@ Result<std::optional<SharedMemoryRef>> SharedMemoryParameters(const Json& object
   return std::optional<SharedMemoryRef>(std::move(ref));
 }
 
+// The store object an input names (parameter zerodet_store_object: its id in hex), if any.
+Result<std::optional<store::ObjectId>> StoreObjectParameter(const Json& object,
+                                                            const std::string& where) {
+  const auto params = object.find("parameters");
+  if (params == object.end() || !params->is_object()) return std::optional<store::ObjectId>();
+  const auto it = params->find("zerodet_store_object");
+  if (it == params->end()) return std::optional<store::ObjectId>();
+  if (!it->is_string()) {
+    return Invalid(where + ": parameter 'zerodet_store_object' must be an object id in hex");
+  }
+  auto id = store::ObjectId::FromHex(it->get<std::string>());
+  if (!id.ok()) {
+    return Invalid(where + ": parameter 'zerodet_store_object' is not a 40-digit hex object id");
+  }
+  return std::optional<store::ObjectId>(*id);
+}
+
 Result<std::vector<int64_t>> ShapeAt(const Json& object, const std::string& where) {
   const auto it = object.find("shape");
   if (it == object.end() || !it->is_array()) return Invalid(where + ": 'shape' must be a list");
@@ -291,9 +308,15 @@ Result<ParsedInferRequest> ParseInferRequest(std::string_view body,
     ZD_ASSIGN_OR_RETURN(std::optional<uint64_t> binary_size,
                         SizeParameter(in, "binary_data_size", where));
     ZD_ASSIGN_OR_RETURN(input.shared_memory, SharedMemoryParameters(in, where));
-    if (input.shared_memory) {
+    ZD_ASSIGN_OR_RETURN(input.store_object, StoreObjectParameter(in, where));
+    if (input.shared_memory && input.store_object) {
+      return Invalid(where + ": names both a shared-memory region and a store object");
+    }
+    if (input.shared_memory || input.store_object) {
       if (in.contains("data") || binary_size) {
-        return Invalid(where + ": names a shared-memory region and also carries data");
+        return Invalid(where + ": names " +
+                       (input.shared_memory ? "a shared-memory region" : "a store object") +
+                       " and also carries data");
       }
     } else if (binary_size) {
       if (in.contains("data")) return Invalid(where + ": has both 'data' and binary_data_size");

@@ -11,7 +11,8 @@
 //
 // Tensors may also sit in system shared-memory regions clients registered (off unless
 // Options::allow_client_shm): such an input is bound straight from the mapping, such an output
-// written into it.
+// written into it. An input may also name an object of zerodet's store (Options::store): bound
+// straight from the store's arena, held by a view until the request ends.
 //
 // Ownership: the service borrows the manager, which must outlive it. Tensor data in requests is
 // borrowed from the caller for the duration of the call; output views passed to a sink are valid
@@ -40,6 +41,7 @@
 #include "zerodet/models/model_manager.h"
 #include "zerodet/server/server_metrics.h"
 #include "zerodet/server/shared_memory_registry.h"
+#include "zerodet/store/client.h"
 
 namespace zerodet::server {
 
@@ -66,6 +68,9 @@ struct InferInput {
   // Set: the bytes are in this shared-memory range instead (`data` is empty); bound as the
   // model input straight from the mapping.
   std::optional<SharedMemoryRef> shared_memory;
+  // Set: the bytes are this sealed object of zerodet's store (Options::store), e.g. a sample of
+  // a dataset preloaded `--as letterbox:S`; bound as the model input straight from the arena.
+  std::optional<store::ObjectId> store_object;
 };
 
 struct InferRequest {
@@ -153,6 +158,9 @@ class InferenceService {
     // The system shared-memory extension (off by default, as Triton's: a client that may
     // register regions makes the server map its memory).
     bool allow_client_shm = false;
+    // zerodet's store, for inputs that name its objects (borrowed; must outlive the service).
+    // nullptr: such inputs are refused.
+    store::StoreClient* store = nullptr;
   };
 
   InferenceService(ModelManager& manager, Options options);

@@ -315,12 +315,29 @@ Result<std::optional<bool>> BoolParameter(const Parameters& parameters, const st
   return InvalidArgumentError("parameter " + Quoted(key) + " must be a bool");
 }
 
-// Store inputs are not available yet.
+// The store object an input names (parameter zerodet_store_object: its id in hex), if any.
+Result<std::optional<store::ObjectId>> StoreObjectParameter(const Parameters& parameters,
+                                                            const std::string& what) {
+  const auto it = parameters.find("zerodet_store_object");
+  if (it == parameters.end()) return std::optional<store::ObjectId>();
+  if (it->second.parameter_choice_case() != pb::InferParameter::kStringParam) {
+    return InvalidArgumentError(what +
+                                ": parameter 'zerodet_store_object' must be an object id "
+                                "in hex");
+  }
+  auto id = store::ObjectId::FromHex(it->second.string_param());
+  if (!id.ok()) {
+    return InvalidArgumentError(what +
+                                ": parameter 'zerodet_store_object' is not a 40-digit "
+                                "hex object id");
+  }
+  return std::optional<store::ObjectId>(*id);
+}
+
+// Store objects name tensors of the model's raw inputs only.
 Status RefuseStoreObjects(const Parameters& parameters, const std::string& what) {
   if (parameters.count("zerodet_store_object") != 0) {
-    return UnimplementedError(what +
-                              " names zerodet_store_object: store inputs are not "
-                              "available yet");
+    return UnimplementedError(what + " names zerodet_store_object: only tensor inputs may");
   }
   return Status::Ok();
 }
@@ -344,7 +361,6 @@ Result<std::optional<uint64_t>> SizeParameter(const Parameters& parameters, cons
 // The shared-memory parameters of an input or output, if it names a region.
 Result<std::optional<SharedMemoryRef>> SharedMemoryParameters(const Parameters& parameters,
                                                               const std::string& what) {
-  ZD_RETURN_IF_ERROR(RefuseStoreObjects(parameters, what));
   const auto region = parameters.find("shared_memory_region");
   if (region == parameters.end()) {
     for (const char* key : {"shared_memory_byte_size", "shared_memory_offset"}) {
@@ -536,11 +552,18 @@ struct GrpcServer::Impl final : public pb::GRPCInferenceService::Service {
       input.shape.assign(in.shape().begin(), in.shape().end());
       ZD_ASSIGN_OR_RETURN(input.shared_memory,
                           SharedMemoryParameters(in.parameters(), "input " + Quoted(in.name())));
-      if (input.shared_memory) {
+      ZD_ASSIGN_OR_RETURN(input.store_object,
+                          StoreObjectParameter(in.parameters(), "input " + Quoted(in.name())));
+      if (input.shared_memory && input.store_object) {
+        return InvalidArgumentError("input " + Quoted(in.name()) +
+                                    " names both a shared-memory region and a store object");
+      }
+      if (input.shared_memory || input.store_object) {
         const bool has_raw = raw_count != 0 && !request.raw_input_contents(i).empty();
         if (has_raw || (in.has_contents() && ContentsFieldsSet(in.contents()) > 0)) {
           return InvalidArgumentError("input " + Quoted(in.name()) +
-                                      " names a shared-memory region and also carries data");
+                                      " names a shared-memory region or a store object and "
+                                      "also carries data");
         }
       } else if (raw_count != 0) {
         if (in.has_contents() && ContentsFieldsSet(in.contents()) > 0) {
@@ -558,6 +581,7 @@ struct GrpcServer::Impl final : public pb::GRPCInferenceService::Service {
       infer.inputs.push_back(std::move(input));
     }
     for (const pb::ModelInferRequest::InferRequestedOutputTensor& out : request.outputs()) {
+      ZD_RETURN_IF_ERROR(RefuseStoreObjects(out.parameters(), "output " + Quoted(out.name())));
       ZD_ASSIGN_OR_RETURN(std::optional<SharedMemoryRef> region,
                           SharedMemoryParameters(out.parameters(), "output " + Quoted(out.name())));
       if (out.parameters().count("classification") != 0) {

@@ -444,7 +444,7 @@ TEST_F(GrpcServerTest, HostileInferRequestsGetCleanStatuses) {
     cases.push_back({"shared memory input on a server without shared memory", r,
                      grpc::StatusCode::PERMISSION_DENIED});
     (*r.mutable_inputs(0)->mutable_parameters())["zerodet_store_object"].set_string_param("x");
-    cases.push_back({"store input", r, grpc::StatusCode::UNIMPLEMENTED});
+    cases.push_back({"store input with a bad id", r, grpc::StatusCode::INVALID_ARGUMENT});
   }
   for (Case& c : cases) {
     grpc::ClientContext context;
