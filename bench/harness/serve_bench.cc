@@ -16,6 +16,8 @@
 #include "zerodet/models/model_manager.h"
 #include "zerodet/server/http_server.h"
 #include "zerodet/server/inference_service.h"
+#include "zerodet/store/client.h"
+#include "zerodet/store/server.h"
 
 namespace zerodet::bench {
 namespace {
@@ -128,6 +130,20 @@ Result<nlohmann::ordered_json> MeasureServe(const ServeBenchOptions& options) {
     }
   } cleanup{repo};
 
+  // A store on a socket in the temporary directory, holding the tensor as one object.
+  store::StoreOptions store_options;
+  store_options.socket_path = (repo / "store.sock").string();
+  store_options.capacity = uint64_t{256} << 20;
+  ZD_ASSIGN_OR_RETURN(std::unique_ptr<store::StoreServer> store_server,
+                      store::StoreServer::Create(store_options));
+  store_server->Start();
+  struct StopStore {
+    store::StoreServer* server;
+    ~StopStore() { server->Stop(); }
+  } stop_store{store_server.get()};
+  ZD_ASSIGN_OR_RETURN(std::unique_ptr<store::StoreClient> store_client,
+                      store::StoreClient::Connect(store_options.socket_path));
+
   ManagerOptions manager_options;
   manager_options.repository = repo;
   manager_options.watch = false;
@@ -135,6 +151,7 @@ Result<nlohmann::ordered_json> MeasureServe(const ServeBenchOptions& options) {
   ZD_ASSIGN_OR_RETURN(std::unique_ptr<ModelManager> manager, ModelManager::Create(manager_options));
   server::InferenceService::Options service_options;
   service_options.allow_client_shm = true;
+  service_options.store = store_client.get();
   server::InferenceService service(*manager, service_options);
   server::HttpServerOptions http_options;
   http_options.port = 0;
@@ -214,6 +231,23 @@ Result<nlohmann::ordered_json> MeasureServe(const ServeBenchOptions& options) {
                                          "shared-memory infer");
                       }));
 
+  // The same tensor as an object of the store.
+  const store::ObjectId object_id = store::ObjectId::FromName("zerodet-bench-serve-tensor");
+  ZD_ASSIGN_OR_RETURN(store::ObjectBuffer object, store_client->Create(object_id, input_bytes));
+  std::memcpy(object.data().data(), tensor.data(), input_bytes);
+  ZD_RETURN_IF_ERROR(store_client->Seal(std::move(object)));
+  nlohmann::json store_request;
+  store_request["inputs"] = {{{"name", input_info.name},
+                              {"datatype", "FP32"},
+                              {"shape", shape},
+                              {"parameters", {{"zerodet_store_object", object_id.ToHex()}}}}};
+  store_request["parameters"] = {{"binary_data_output", true}};
+  const std::string store_body = store_request.dump();
+  ZD_ASSIGN_OR_RETURN(std::vector<int64_t> store_ns, Time(options.requests, [&] {
+                        return Expect200(client.Post("/v2/models/m/infer", store_body),
+                                         "store-object infer");
+                      }));
+
   // /v1/detect against the detector in process, on the same bytes.
   const std::string jpeg_body(jpeg.begin(), jpeg.end());
   ZD_ASSIGN_OR_RETURN(ModelHandle detector, manager->Acquire("m"));
@@ -247,6 +281,7 @@ Result<nlohmann::ordered_json> MeasureServe(const ServeBenchOptions& options) {
   const LatencySummary json_summary = SummarizeNs(json_ns);
   const LatencySummary binary_summary = SummarizeNs(binary_ns);
   const LatencySummary shm_summary = SummarizeNs(shm_ns);
+  const LatencySummary store_summary = SummarizeNs(store_ns);
   const LatencySummary local = SummarizeNs(local_ns);
   nlohmann::ordered_json out;
   out["model"] = model.filename().string();
@@ -256,9 +291,11 @@ Result<nlohmann::ordered_json> MeasureServe(const ServeBenchOptions& options) {
   out["infer_json"] = ToJson(json_summary);
   out["infer_binary"] = ToJson(binary_summary);
   out["infer_shared_memory"] = ToJson(shm_summary);
+  out["infer_store_object"] = ToJson(store_summary);
   out["overhead_p50_us"] = {{"json", json_summary.p50_us - run.p50_us},
                             {"binary", binary_summary.p50_us - run.p50_us},
-                            {"shared_memory", shm_summary.p50_us - run.p50_us}};
+                            {"shared_memory", shm_summary.p50_us - run.p50_us},
+                            {"store_object", store_summary.p50_us - run.p50_us}};
   out["detect_in_process_images_per_s"] = local.mean_us > 0 ? 1e6 / local.mean_us : 0;
   out["detect_http_images_per_s"] = detect_rates;
   return out;

@@ -2,8 +2,9 @@
 // of `zerodet bench serve`): an in-process HTTP server on loopback over a temporary repository
 // holding one model, a keep-alive Beast client, and the same model run directly.
 //   - infer on one preprocessed tensor (1x3xHxW FP32 at the model's input size): sent as JSON
-//     numbers, as binary tensor data, and through a registered system shared-memory region (the
-//     output written into another); server overhead = request p50 - direct Run p50;
+//     numbers, as binary tensor data, through a registered system shared-memory region (the
+//     output written into another), and as an object of a store (started in process) named by
+//     id; server overhead = request p50 - direct Run p50;
 //   - /v1/detect with the JPEG's bytes at concurrency 1, 4 and 16 against the detector in
 //     process on the same bytes (images per second).
 // Thread-safety: MeasureServe runs alone (it starts its own threads).

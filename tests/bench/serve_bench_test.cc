@@ -19,7 +19,8 @@ TEST(ServeBenchTest, AShortRunMeasuresEveryPathAndCleansUp) {
   options.threads = 1;
   auto result = MeasureServe(options);
   ASSERT_TRUE(result.ok()) << result.status().ToString();
-  for (const char* path : {"direct_run", "infer_json", "infer_binary", "infer_shared_memory"}) {
+  for (const char* path :
+       {"direct_run", "infer_json", "infer_binary", "infer_shared_memory", "infer_store_object"}) {
     EXPECT_EQ((*result)[path]["samples"], 2) << path;
     EXPECT_GT((*result)[path]["p50_us"].get<double>(), 0.0) << path;
   }
