@@ -15,8 +15,8 @@ const CommandRegistrar kRegistrar("bench serve", [](CLI::App& app) {
   auto args = std::make_shared<bench::ServeBenchOptions>();
   auto* cmd = BenchGroup(app)->add_subcommand(
       "serve",
-      "HTTP server overhead: infer as JSON and binary vs the direct Run; /v1/detect vs "
-      "in-process detection");
+      "HTTP server overhead: infer as JSON, binary, through shared memory and as a store "
+      "object vs the direct Run; /v1/detect vs in-process detection");
   cmd->add_option("--model", args->model, "ONNX model (default: the shared yolov8n.onnx)");
   cmd->add_option("--image", args->image, "JPEG for /v1/detect (default: the shared dog.jpg)");
   cmd->add_option("--requests", args->requests, "Requests per measurement")

@@ -1,0 +1,95 @@
+// A load test of the HTTP front end with wrk (Debian's `wrk`) on loopback, bounded in time: many
+// keep-alive connections posting real JPEGs to /v1/detect and hammering health and metadata,
+// with every response a success, the server still answering afterwards, and the metrics
+// counting what wrk sent. No timing is asserted (the rate is printed for the log).
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <regex>
+
+#include "http_client.h"
+#include "test_support.h"
+#include "zerodet/core/file.h"
+#include "zerodet/server/http_server.h"
+#include "zerodet/server/inference_service.h"
+
+namespace zerodet::server {
+namespace {
+
+namespace fs = std::filesystem;
+namespace http = boost::beast::http;
+using zerodet::server::testing::Send;
+using zerodet::testing::SharedImage;
+using zerodet::testing::SharedModel;
+using zerodet::testing::TempDir;
+
+// The request count wrk reports ("N requests in ..."), or -1.
+long RequestsDone(const std::string& out) {
+  std::smatch match;
+  if (!std::regex_search(out, match, std::regex(R"((\d+) requests in)"))) return -1;
+  return std::stol(match[1]);
+}
+
+TEST(HttpLoadTest, WrkOnDetectAndHealthGetsOnlySuccesses) {
+  const fs::path wrk = "/usr/bin/wrk";
+  if (!fs::exists(wrk)) GTEST_SKIP() << "Debian's wrk is not installed";
+  const TempDir dir("server-load");
+  const fs::path version = dir.path() / "repo" / "a" / "1";
+  fs::create_directories(version);
+  fs::copy_file(SharedModel("yolo11n-320.onnx"), version / "model.onnx");
+  fs::last_write_time(version / "model.onnx",
+                      fs::file_time_type::clock::now() - std::chrono::hours(1));
+  ManagerOptions manager_options;
+  manager_options.repository = dir.path() / "repo";
+  manager_options.watch = false;
+  manager_options.thread_pool.intra_op_threads = 1;
+  auto manager = ModelManager::Create(manager_options);
+  ASSERT_TRUE(manager.ok()) << manager.status().ToString();
+  InferenceService service(**manager, {});
+  HttpServerOptions options;
+  options.port = 0;
+  auto server = HttpServer::Start(service, options);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  const std::string base = "http://127.0.0.1:" + std::to_string((*server)->port());
+
+  // wrk posts the JPEG's bytes from a Lua script (wrk.body is a Lua string: binary-safe).
+  const fs::path script = dir.path() / "detect.lua";
+  std::ofstream(script) << "local f = io.open('" << SharedImage("dog.jpg").string()
+                        << "', 'rb')\nwrk.method = 'POST'\nwrk.body = f:read('*a')\nf:close()\n"
+                        << "wrk.headers['Content-Type'] = 'image/jpeg'\n";
+  zerodet::testing::RunOptions run;
+  run.timeout = std::chrono::seconds(60);
+  const auto detect =
+      zerodet::testing::RunProcess({wrk.string(), "-t2", "-c8", "-d3s", "--timeout", "20s", "-s",
+                                    script.string(), base + "/v1/detect?model=a"},
+                                   run);
+  ASSERT_EQ(detect.exit_code, 0) << detect.out << detect.err;
+  std::cout << "wrk /v1/detect:\n" << detect.out;
+  EXPECT_EQ(detect.out.find("Non-2xx"), std::string::npos) << detect.out;
+  EXPECT_EQ(detect.out.find("Socket errors"), std::string::npos) << detect.out;
+  const long detected = RequestsDone(detect.out);
+  EXPECT_GT(detected, 0) << detect.out;
+
+  const auto health = zerodet::testing::RunProcess(
+      {wrk.string(), "-t2", "-c64", "-d2s", base + "/v2/health/ready"}, run);
+  ASSERT_EQ(health.exit_code, 0) << health.out << health.err;
+  std::cout << "wrk /v2/health/ready:\n" << health.out;
+  EXPECT_EQ(health.out.find("Non-2xx"), std::string::npos) << health.out;
+  EXPECT_GT(RequestsDone(health.out), 0) << health.out;
+
+  // Still serving, and every detection wrk completed was counted (wrk may close connections
+  // with requests still running at its deadline, so the server can count a few more).
+  EXPECT_EQ(Send((*server)->port(), http::verb::get, "/v2/health/live").status, 200);
+  const std::string metrics = service.metrics().Render();
+  std::smatch match;
+  ASSERT_TRUE(std::regex_search(
+      metrics, match,
+      std::regex(
+          R"(zerodet_requests_total\{endpoint="detect",model="a",outcome="success"\} (\d+))")))
+      << metrics;
+  EXPECT_GE(std::stol(match[1]), detected);
+  EXPECT_EQ((*server)->Shutdown(std::chrono::seconds(30)), 0);
+}
+
+}  // namespace
+}  // namespace zerodet::server
