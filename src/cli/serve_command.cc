@@ -33,6 +33,8 @@ struct ServeArgs {
   std::string metrics = "off";
   bool allow_client_shm = false;
   std::string store;
+  uint32_t max_queue = 0;
+  int queue_timeout_ms = 0;
   std::string tls_cert;
   std::string tls_key;
   std::string token_file;
@@ -101,6 +103,8 @@ Status Serve(const ServeArgs& args) {
                       ModelManager::Create(std::move(manager_options)));
   server::InferenceService::Options service_options;
   service_options.allow_client_shm = args.allow_client_shm;
+  service_options.max_queue = args.max_queue;
+  service_options.queue_timeout = std::chrono::milliseconds(args.queue_timeout_ms);
   std::unique_ptr<store::StoreClient> store_client;
   if (!args.store.empty()) {
     store::ConnectOptions connect;
@@ -233,6 +237,14 @@ const CommandRegistrar kRegistrar("serve", [](CLI::App& app) {
   cmd->add_option("--request-timeout-ms", args->request_timeout_ms,
                   "How long a request may wait for its model (a load, a free instance)")
       ->check(CLI::Range(1, 3'600'000))
+      ->capture_default_str();
+  cmd->add_option("--max-queue", args->max_queue,
+                  "Most requests waiting for one model at once; more get 429 (0: unbounded)")
+      ->check(CLI::Range(0, 1'000'000))
+      ->capture_default_str();
+  cmd->add_option("--queue-timeout-ms", args->queue_timeout_ms,
+                  "Longest wait for a model in its queue, then 503 (0: the request timeout)")
+      ->check(CLI::Range(0, 3'600'000))
       ->capture_default_str();
   cmd->add_option("--drain-seconds", args->drain_seconds,
                   "On SIGTERM, how long requests in flight may take to finish")

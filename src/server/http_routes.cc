@@ -16,7 +16,12 @@ HttpResponse Json(int status, std::string body) {
 }
 
 HttpResponse Error(const Status& status) {
-  return Json(HttpStatusFor(status), ErrorBody(status.message()));
+  HttpResponse response = Json(HttpStatusFor(status), ErrorBody(status.message()));
+  // Overload and unavailability pass: say when to come back (a queue drains in about a Run).
+  if (response.status == 429 || response.status == 503) {
+    response.headers.emplace_back("Retry-After", "1");
+  }
+  return response;
 }
 
 HttpResponse Error(int http_status, std::string_view message) {
@@ -307,7 +312,9 @@ int HttpStatusFor(const Status& status) {
       return 403;
     case StatusCode::kUnimplemented:
       return 501;
-    default:  // unavailable, resource exhausted (no room), deadline, I/O, internal
+    case StatusCode::kResourceExhausted:  // a full queue, no room for the model now
+      return 429;
+    default:  // unavailable, deadline, I/O, internal
       return 503;
   }
 }

@@ -18,8 +18,9 @@
 //   POST /v2/systemsharedmemory[/region/<r>]/unregister                          (token)
 //   GET  /metrics                                 Prometheus text format (server_metrics.h)
 // Errors are {"error": "..."}: 400 invalid input, 401 missing or wrong token, 403 shared memory
-// off, 404 unknown model, region or route, 405 wrong method, 413 too large, 503 unavailable
-// (loading failed, no room, deadline).
+// off, 404 unknown model, region or route, 405 wrong method, 413 too large, 429 a full queue or
+// no room for the model now, 503 unavailable (loading failed, queue timeout, deadline); 429 and
+// 503 carry Retry-After.
 //
 // Thread-safety: HandleHttp may run on many threads at once (the service is thread-safe).
 #pragma once

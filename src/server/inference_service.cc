@@ -78,6 +78,43 @@ bool InferenceService::KnownModel(std::string_view name) const {
   return manager_.Index().Find(name) != nullptr;
 }
 
+Result<ModelHandle> InferenceService::AcquireQueued(const std::string& name,
+                                                    std::optional<int64_t> version,
+                                                    Deadline deadline,
+                                                    ServerMetrics::InFlight& inflight) {
+  const bool bounded = options_.max_queue > 0;
+  if (bounded) {
+    const std::lock_guard lock(queues_mutex_);
+    uint32_t& waiting = waiting_[name];
+    if (waiting >= options_.max_queue) {
+      return ResourceExhaustedError("model " + name.substr(0, 100) + " has " +
+                                    std::to_string(waiting) +
+                                    " requests waiting, the most its queue holds; retry later");
+    }
+    waiting += 1;
+  }
+  AcquireOptions acquire;
+  acquire.version = version;
+  acquire.deadline = deadline;
+  const bool queue_deadline =
+      options_.queue_timeout.count() > 0 && Deadline::After(options_.queue_timeout) < deadline;
+  if (queue_deadline) acquire.deadline = Deadline::After(options_.queue_timeout);
+  inflight.QueueBegin();
+  Result<ModelHandle> handle = manager_.Acquire(name, acquire);
+  inflight.QueueEnd();
+  if (bounded) {
+    const std::lock_guard lock(queues_mutex_);
+    const auto it = waiting_.find(name);
+    if (it != waiting_.end() && --it->second == 0 && waiting_.size() > 1024) waiting_.erase(it);
+  }
+  if (!handle.ok() && queue_deadline && handle.status().code() == StatusCode::kDeadlineExceeded) {
+    return UnavailableError("model " + name.substr(0, 100) + " was not free within the queue " +
+                            "timeout of " + std::to_string(options_.queue_timeout.count()) +
+                            " ms; retry later");
+  }
+  return handle;
+}
+
 std::string InferenceService::version() const {
   return std::string(kVersion);
 }
@@ -179,13 +216,9 @@ Status InferenceService::Infer(const InferRequest& request, const InferSink& sin
 Status InferenceService::InferStages(const InferRequest& request, const InferSink& sink,
                                      ServerMetrics::InFlight& inflight,
                                      RequestStageSeconds& stages) {
-  AcquireOptions acquire;
-  acquire.version = request.model_version;
-  acquire.deadline = request.deadline;
   Stopwatch stage;
-  inflight.QueueBegin();
-  auto acquired = manager_.Acquire(request.model_name, acquire);
-  inflight.QueueEnd();
+  auto acquired =
+      AcquireQueued(request.model_name, request.model_version, request.deadline, inflight);
   stages.queue = stage.LapMs() / 1000;
   if (!acquired.ok()) return acquired.status();
   ModelHandle handle = std::move(*acquired);
@@ -323,16 +356,20 @@ Result<DetectResponse> InferenceService::DetectStages(const DetectRequest& reque
   DecodeOptions decode;
   decode.max_pixels = options_.max_image_pixels;
   const Stopwatch decoding;
-  ZD_ASSIGN_OR_RETURN(DecodedImage image, DecodeImage(request.image, request.source_name, decode));
+  auto decoded = DecodeImage(request.image, request.source_name, decode);
+  if (!decoded.ok()) {
+    // An image over the pixel limit is the request's fault (400), not the server's load (429).
+    if (decoded.status().code() == StatusCode::kResourceExhausted) {
+      return InvalidArgumentError(decoded.status().message());
+    }
+    return decoded.status();
+  }
+  DecodedImage image = std::move(decoded).value();
   const double decode_ms = decoding.ElapsedMs();
 
-  AcquireOptions acquire;
-  acquire.version = request.model_version;
-  acquire.deadline = request.deadline;
   const Stopwatch queueing;
-  inflight.QueueBegin();
-  auto acquired = manager_.Acquire(request.model_name, acquire);
-  inflight.QueueEnd();
+  auto acquired =
+      AcquireQueued(request.model_name, request.model_version, request.deadline, inflight);
   stages.queue = queueing.ElapsedMs() / 1000;
   if (!acquired.ok()) return acquired.status();
   ModelHandle handle = std::move(*acquired);

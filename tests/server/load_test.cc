@@ -1,11 +1,15 @@
-// A load test of the HTTP front end with wrk (Debian's `wrk`) on loopback, bounded in time: many
-// keep-alive connections posting real JPEGs to /v1/detect and hammering health and metadata,
-// with every response a success, the server still answering afterwards, and the metrics
-// counting what wrk sent. No timing is asserted (the rate is printed for the log).
+// Load and overload of the HTTP front end. A load test with wrk (Debian's `wrk`) on loopback,
+// bounded in time: many keep-alive connections posting real JPEGs to /v1/detect and hammering
+// health, with every response a success, the server still answering afterwards, and the metrics
+// counting what wrk sent (no timing is asserted; the rate is printed for the log). Then a burst
+// beyond a model's queue limit, answered 429 with Retry-After for the excess and 200 for the
+// rest, and a queue timeout answered 503.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <fstream>
 #include <regex>
+#include <thread>
 
 #include "http_client.h"
 #include "test_support.h"
@@ -89,6 +93,92 @@ TEST(HttpLoadTest, WrkOnDetectAndHealthGetsOnlySuccesses) {
       << metrics;
   EXPECT_GE(std::stol(match[1]), detected);
   EXPECT_EQ((*server)->Shutdown(std::chrono::seconds(30)), 0);
+}
+
+class OverloadTest : public ::testing::Test {
+ protected:
+  void Start(uint32_t max_queue, std::chrono::milliseconds queue_timeout) {
+    const fs::path version = dir_.path() / "repo" / "a" / "1";
+    fs::create_directories(version);
+    fs::copy_file(SharedModel("yolov8n.onnx"), version / "model.onnx");
+    fs::last_write_time(version / "model.onnx",
+                        fs::file_time_type::clock::now() - std::chrono::hours(1));
+    ManagerOptions manager_options;
+    manager_options.repository = dir_.path() / "repo";
+    manager_options.watch = false;
+    auto manager = ModelManager::Create(manager_options);
+    ASSERT_TRUE(manager.ok()) << manager.status().ToString();
+    manager_ = std::move(manager).value();
+    InferenceService::Options service_options;
+    service_options.max_queue = max_queue;
+    service_options.queue_timeout = queue_timeout;
+    service_ = std::make_unique<InferenceService>(*manager_, service_options);
+    HttpServerOptions options;
+    options.port = 0;
+    options.request_threads = 16;
+    auto server = HttpServer::Start(*service_, options);
+    ASSERT_TRUE(server.ok()) << server.status().ToString();
+    server_ = std::move(server).value();
+    auto bytes = ReadFileBytes(SharedImage("dog.jpg"));
+    ASSERT_TRUE(bytes.ok());
+    image_.assign(bytes->begin(), bytes->end());
+  }
+
+  TempDir dir_{"server-overload"};
+  std::unique_ptr<ModelManager> manager_;
+  std::unique_ptr<InferenceService> service_;
+  std::unique_ptr<HttpServer> server_;
+  std::string image_;
+};
+
+TEST_F(OverloadTest, ABurstBeyondTheQueueIsAnswered429AndTheRestServed) {
+  Start(/*max_queue=*/2, std::chrono::milliseconds(0));
+  // The model is not loaded: every request of the burst waits for its load, so they all queue
+  // at once; two fit, the others are refused at once.
+  constexpr size_t kBurst = 12;
+  std::vector<int> statuses(kBurst);
+  std::vector<std::string> retry_after(kBurst);
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < kBurst; ++i) {
+    clients.emplace_back([&, i] {
+      const auto reply = Send(server_->port(), http::verb::post, "/v1/detect?model=a", image_);
+      statuses[i] = reply.status;
+      if (reply.status != 0) retry_after[i] = std::string(reply.raw["Retry-After"]);
+    });
+  }
+  for (std::thread& t : clients) t.join();
+  int ok = 0, refused = 0;
+  for (size_t i = 0; i < kBurst; ++i) {
+    if (statuses[i] == 200) ++ok;
+    if (statuses[i] == 429) {
+      ++refused;
+      EXPECT_EQ(retry_after[i], "1");
+    }
+  }
+  EXPECT_EQ(static_cast<size_t>(ok + refused), kBurst) << "every request is served or refused, none fails otherwise";
+  EXPECT_GE(ok, 2);
+  EXPECT_GE(refused, 1);
+  // Once the queue drains the model serves again, and the refusals were counted.
+  EXPECT_EQ(Send(server_->port(), http::verb::post, "/v1/detect?model=a", image_).status, 200);
+  EXPECT_NE(
+      service_->metrics().Render().find(
+          R"(zerodet_requests_total{endpoint="detect",model="a",outcome="resource_exhausted"})"),
+      std::string::npos);
+}
+
+TEST_F(OverloadTest, AQueueTimeoutIsAnswered503) {
+  Start(/*max_queue=*/0, std::chrono::milliseconds(20));
+  // The load takes longer than the queue timeout.
+  const auto reply = Send(server_->port(), http::verb::post, "/v1/detect?model=a", image_);
+  EXPECT_EQ(reply.status, 503) << reply.body;
+  EXPECT_NE(reply.body.find("queue timeout"), std::string::npos) << reply.body;
+  EXPECT_EQ(std::string(reply.raw["Retry-After"]), "1");
+  // The load went on; the model serves once it is ready.
+  ASSERT_TRUE(zerodet::testing::WaitFor(
+      [&] {
+        return Send(server_->port(), http::verb::post, "/v1/detect?model=a", image_).status == 200;
+      },
+      std::chrono::seconds(60), std::chrono::milliseconds(100)));
 }
 
 }  // namespace

@@ -23,10 +23,12 @@
 // model instance per call).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -161,6 +163,13 @@ class InferenceService {
     // zerodet's store, for inputs that name its objects (borrowed; must outlive the service).
     // nullptr: such inputs are refused.
     store::StoreClient* store = nullptr;
+    // Queue policy per model (Triton's default_queue_policy, server-wide here): at most
+    // max_queue requests may wait for a model (its load or a free instance) at once, more are
+    // refused with kResourceExhausted (HTTP 429, gRPC RESOURCE_EXHAUSTED); a request waits at
+    // most queue_timeout, then fails with kUnavailable (HTTP 503). 0: unbounded / only the
+    // request's own deadline.
+    uint32_t max_queue = 0;
+    std::chrono::milliseconds queue_timeout{0};
   };
 
   InferenceService(ModelManager& manager, Options options);
@@ -210,11 +219,17 @@ class InferenceService {
                                       RequestStageSeconds& stages);
   // Whether a failed request named a model the repository has (its metrics label).
   bool KnownModel(std::string_view name) const;
+  // Waits for `name` (a load or a free instance) under the queue policy.
+  Result<ModelHandle> AcquireQueued(const std::string& name, std::optional<int64_t> version,
+                                    Deadline deadline, ServerMetrics::InFlight& inflight);
 
   ModelManager& manager_;
   Options options_;
   std::unique_ptr<ServerMetrics> metrics_;
   SharedMemoryRegistry shared_memory_;
+  // Requests waiting per model name, for Options::max_queue.
+  std::mutex queues_mutex_;
+  std::map<std::string, uint32_t, std::less<>> waiting_;
 };
 
 }  // namespace zerodet::server
