@@ -27,7 +27,7 @@ TEST(ServeBenchTest, AShortRunMeasuresEveryPathAndCleansUp) {
   EXPECT_EQ((*result)["input_shape"], nlohmann::json::parse("[1,3,320,320]"));
   EXPECT_GT((*result)["detect_http_images_per_s"]["concurrency_16"].get<double>(), 0.0);
   // The shared-memory object is gone.
-  const std::string key = "/dev/shm/zerodet-bench-serve-" + std::to_string(::getpid());
+  const std::string key = "/dev/shm/zerodet-serve-bench-" + std::to_string(::getpid());
   EXPECT_FALSE(std::filesystem::exists(key));
   EXPECT_FALSE(std::filesystem::exists(std::filesystem::temp_directory_path() /
                                        ("zerodet-bench-serve-" + std::to_string(::getpid()))));

@@ -155,7 +155,8 @@ TEST_F(OverloadTest, ABurstBeyondTheQueueIsAnswered429AndTheRestServed) {
       EXPECT_EQ(retry_after[i], "1");
     }
   }
-  EXPECT_EQ(static_cast<size_t>(ok + refused), kBurst) << "every request is served or refused, none fails otherwise";
+  EXPECT_EQ(static_cast<size_t>(ok + refused), kBurst)
+      << "every request is served or refused, none fails otherwise";
   EXPECT_GE(ok, 2);
   EXPECT_GE(refused, 1);
   // Once the queue drains the model serves again, and the refusals were counted.
