@@ -1,7 +1,8 @@
 // Store inputs: an infer request names an object of a real zerodet store (a StoreServer on a
 // thread, its socket in a temporary directory) instead of carrying the tensor; the server binds
 // the object's bytes as the model input (../shared/models) and answers exactly what the binary
-// tensor path answers for the same bytes. Unknown and malformed ids, objects of the wrong size,
+// tensor path answers for the same bytes, also for every sample of ../shared/images preloaded
+// as a dataset. Unknown and malformed ids, objects of the wrong size,
 // data and an object at once, and a server without a store are clean errors.
 #include <gtest/gtest.h>
 
@@ -11,6 +12,7 @@
 
 #include "http_client.h"
 #include "test_support.h"
+#include "zerodet/dataset/dataset.h"
 #include "zerodet/server/http_server.h"
 #include "zerodet/server/inference_service.h"
 #include "zerodet/store/client.h"
@@ -33,7 +35,7 @@ class StoreInputTest : public ::testing::Test {
   void SetUp() override {
     store::StoreOptions store_options;
     store_options.socket_path = (dir_.path() / "store.sock").string();
-    store_options.capacity = 64 << 20;
+    store_options.capacity = 256 << 20;
     auto created = store::StoreServer::Create(store_options);
     ASSERT_TRUE(created.ok()) << created.status().ToString();
     store_server_ = std::move(created).value();
@@ -152,6 +154,47 @@ TEST_F(StoreInputTest, AStoreObjectIsTheInputAndAnswersAsTheSameBytesSentInline)
   const Reply deleted =
       Send(port, http::verb::post, "/v2/models/a/infer", StoreRequest(id.ToHex()).dump());
   EXPECT_EQ(deleted.status, 404) << deleted.body;
+}
+
+TEST_F(StoreInputTest, APreloadedDatasetIsServedByIdsAlone) {
+  const uint16_t port = StartHttp(reader_.get());
+  dataset::PreloadOptions preload;
+  preload.dataset = "images";
+  preload.layout = dataset::SampleLayout::kLetterbox;
+  preload.letterbox_size = 320;
+  preload.jobs = 1;
+  auto report =
+      dataset::PreloadDataset(*writer_, zerodet::testing::SharedDir() / "images", preload);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  store::ConnectOptions read_only;
+  read_only.access = store::StoreAccess::kReadOnly;
+  auto client = store::StoreClient::Connect(store_server_->options().socket_path, read_only);
+  ASSERT_TRUE(client.ok());
+  auto dataset = dataset::DatasetReader::Open(std::move(client).value(), "images");
+  ASSERT_TRUE(dataset.ok()) << dataset.status().ToString();
+  ASSERT_GT((*dataset)->size(), 0u);
+  for (size_t i = 0; i < (*dataset)->size(); ++i) {
+    const Reply from_store = Send(port, http::verb::post, "/v2/models/a/infer",
+                                  StoreRequest((*dataset)->info(i).id.ToHex()).dump());
+    ASSERT_EQ(from_store.status, 200) << from_store.body;
+    auto sample = (*dataset)->Get(i);
+    ASSERT_TRUE(sample.ok());
+    const std::span<const uint8_t> bytes = sample->bytes();
+    nlohmann::json header = {{"inputs",
+                              {{{"name", "images"},
+                                {"datatype", "FP32"},
+                                {"shape", {1, 3, 320, 320}},
+                                {"parameters", {{"binary_data_size", bytes.size()}}}}}},
+                             {"parameters", {{"binary_data_output", true}}}};
+    std::string body = header.dump();
+    const size_t header_length = body.size();
+    body.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    const Reply inline_reply =
+        Send(port, http::verb::post, "/v2/models/a/infer", body,
+             {{"Inference-Header-Content-Length", std::to_string(header_length)}});
+    ASSERT_EQ(inline_reply.status, 200) << inline_reply.body;
+    EXPECT_EQ(BinaryOutput(from_store), BinaryOutput(inline_reply)) << (*dataset)->info(i).name;
+  }
 }
 
 TEST_F(StoreInputTest, BadReferencesAreCleanErrors) {
