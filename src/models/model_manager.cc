@@ -869,6 +869,10 @@ Result<std::unique_ptr<ModelManager>> ModelManager::Create(ManagerOptions option
                                 std::to_string(options.loader_threads));
   }
   for (const std::string& name : options.preload) ZD_RETURN_IF_ERROR(ValidateModelName(name));
+  // spdlog's registry is a function-local static inside libspdlog: built here, before the
+  // loader threads, their first log lines never race on its construction (a race
+  // ThreadSanitizer reports, as it cannot see the guard in the uninstrumented library).
+  spdlog::default_logger_raw();
   ZD_RETURN_IF_ERROR(ConfigureSharedThreadPool(options.thread_pool));
   auto impl = std::make_shared<Impl>(std::move(options));
   impl->loader = impl->options.loader ? impl->options.loader
