@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "http_client.h"
+#include "models_test_util.h"
 #include "test_support.h"
 #include "zerodet/core/file.h"
 #include "zerodet/server/http_server.h"
@@ -23,6 +24,7 @@ namespace {
 namespace fs = std::filesystem;
 namespace http = boost::beast::http;
 using zerodet::server::testing::Send;
+using zerodet::testing::AddVersion;
 using zerodet::testing::SharedImage;
 using zerodet::testing::SharedModel;
 using zerodet::testing::TempDir;
@@ -38,11 +40,7 @@ TEST(HttpLoadTest, WrkOnDetectAndHealthGetsOnlySuccesses) {
   const fs::path wrk = "/usr/bin/wrk";
   if (!fs::exists(wrk)) GTEST_SKIP() << "Debian's wrk is not installed";
   const TempDir dir("server-load");
-  const fs::path version = dir.path() / "repo" / "a" / "1";
-  fs::create_directories(version);
-  fs::copy_file(SharedModel("yolo11n-320.onnx"), version / "model.onnx");
-  fs::last_write_time(version / "model.onnx",
-                      fs::file_time_type::clock::now() - std::chrono::hours(1));
+  AddVersion(dir.path() / "repo", "a", 1, SharedModel("yolo11n-320.onnx"));
   ManagerOptions manager_options;
   manager_options.repository = dir.path() / "repo";
   manager_options.watch = false;
@@ -98,11 +96,7 @@ TEST(HttpLoadTest, WrkOnDetectAndHealthGetsOnlySuccesses) {
 class OverloadTest : public ::testing::Test {
  protected:
   void Start(uint32_t max_queue, std::chrono::milliseconds queue_timeout) {
-    const fs::path version = dir_.path() / "repo" / "a" / "1";
-    fs::create_directories(version);
-    fs::copy_file(SharedModel("yolov8n.onnx"), version / "model.onnx");
-    fs::last_write_time(version / "model.onnx",
-                        fs::file_time_type::clock::now() - std::chrono::hours(1));
+    AddVersion(dir_.path() / "repo", "a", 1, SharedModel("yolov8n.onnx"));
     ManagerOptions manager_options;
     manager_options.repository = dir_.path() / "repo";
     manager_options.watch = false;

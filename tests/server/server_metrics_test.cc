@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "http_client.h"
+#include "models_test_util.h"
 #include "test_support.h"
 #include "zerodet/core/file.h"
 #include "zerodet/server/inference_service.h"
@@ -36,10 +37,7 @@ using zerodet::testing::TempDir;
 const char* kModelFile = "yolo11n-320.onnx";
 
 void AddModel(const fs::path& repo, const std::string& name) {
-  const fs::path dir = repo / name / "1";
-  fs::create_directories(dir);
-  fs::copy_file(SharedModel(kModelFile), dir / "model.onnx");
-  fs::last_write_time(dir / "model.onnx", fs::file_time_type::clock::now() - std::chrono::hours(1));
+  zerodet::testing::AddVersion(repo, name, 1, SharedModel(kModelFile));
 }
 
 std::vector<uint8_t> DogJpeg() {

@@ -13,6 +13,7 @@
 #include <random>
 
 #include "http_client.h"
+#include "models_test_util.h"
 #include "test_support.h"
 #include "zerodet/server/http_server.h"
 #include "zerodet/server/inference_service.h"
@@ -25,6 +26,7 @@ namespace fs = std::filesystem;
 namespace http = boost::beast::http;
 using zerodet::server::testing::Reply;
 using zerodet::server::testing::Send;
+using zerodet::testing::AddVersion;
 using zerodet::testing::SharedModel;
 using zerodet::testing::TempDir;
 
@@ -128,11 +130,7 @@ constexpr size_t kInputElements = size_t{3} * 320 * 320;
 class SharedMemoryHttpTest : public ::testing::Test {
  protected:
   void Start(bool allow_client_shm, std::string token = {}) {
-    const fs::path dir = repo_.path() / "a" / "1";
-    fs::create_directories(dir);
-    fs::copy_file(SharedModel("yolo11n-320.onnx"), dir / "model.onnx");
-    fs::last_write_time(dir / "model.onnx",
-                        fs::file_time_type::clock::now() - std::chrono::hours(1));
+    AddVersion(repo_.path(), "a", 1, SharedModel("yolo11n-320.onnx"));
     ManagerOptions manager_options;
     manager_options.repository = repo_.path();
     manager_options.watch = false;

@@ -11,6 +11,7 @@
 #include <random>
 
 #include "http_client.h"
+#include "models_test_util.h"
 #include "test_support.h"
 #include "zerodet/dataset/dataset.h"
 #include "zerodet/server/http_server.h"
@@ -25,6 +26,7 @@ namespace fs = std::filesystem;
 namespace http = boost::beast::http;
 using zerodet::server::testing::Reply;
 using zerodet::server::testing::Send;
+using zerodet::testing::AddVersion;
 using zerodet::testing::SharedModel;
 using zerodet::testing::TempDir;
 
@@ -49,11 +51,7 @@ class StoreInputTest : public ::testing::Test {
     ASSERT_TRUE(reader.ok()) << reader.status().ToString();
     reader_ = std::move(reader).value();
 
-    const fs::path version = dir_.path() / "repo" / "a" / "1";
-    fs::create_directories(version);
-    fs::copy_file(SharedModel("yolo11n-320.onnx"), version / "model.onnx");
-    fs::last_write_time(version / "model.onnx",
-                        fs::file_time_type::clock::now() - std::chrono::hours(1));
+    AddVersion(dir_.path() / "repo", "a", 1, SharedModel("yolo11n-320.onnx"));
     ManagerOptions manager_options;
     manager_options.repository = dir_.path() / "repo";
     manager_options.watch = false;
