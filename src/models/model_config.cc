@@ -21,6 +21,8 @@ constexpr uint64_t kMaxConfigBytes = 1 << 20;
 constexpr int kMaxInstances = 64;
 constexpr int kMaxWarmupRuns = 1000;
 constexpr int kMaxBatch = 1024;
+// Longest a request may wait for others to batch with (10 s; Triton sets no bound).
+constexpr int kMaxQueueDelayUs = 10'000'000;
 
 // Reads a scalar of type T from `node`, or fails naming the key. yaml-cpp throws on conversion
 // failures; the caller catches YAML::Exception.
@@ -82,6 +84,39 @@ Status ParseVersionPolicy(const YAML::Node& node, const std::string& where, Vers
     return InvalidArgumentError(where + ": unknown policy '" + kind +
                                 "' (expected latest, all or specific)");
   }
+  return Status::Ok();
+}
+
+// dynamic_batching: {max_queue_delay_us: 2000, preferred_batch_sizes: [4, 8]} ({} for the
+// defaults: no delay, no preferred sizes), as Triton's dynamic_batching.
+Status ParseDynamicBatching(const YAML::Node& node, const std::string& where,
+                            std::optional<DynamicBatching>& out) {
+  if (!node.IsMap()) {
+    return InvalidArgumentError(where +
+                                ": expected {max_queue_delay_us: N, preferred_batch_sizes: [..]}");
+  }
+  DynamicBatching batching;
+  for (const auto& entry : node) {
+    const std::string key = entry.first.as<std::string>();
+    if (key == "max_queue_delay_us") {
+      ZD_ASSIGN_OR_RETURN(
+          int delay, IntInRange(entry.second, where + ".max_queue_delay_us", 0, kMaxQueueDelayUs));
+      batching.max_queue_delay_us = static_cast<uint64_t>(delay);
+    } else if (key == "preferred_batch_sizes") {
+      if (!entry.second.IsSequence()) {
+        return InvalidArgumentError(where + ".preferred_batch_sizes: expected a list of sizes");
+      }
+      for (size_t i = 0; i < entry.second.size(); ++i) {
+        ZD_ASSIGN_OR_RETURN(
+            int size, IntInRange(entry.second[i], where + ".preferred_batch_sizes", 1, kMaxBatch));
+        batching.preferred_batch_sizes.push_back(size);
+      }
+    } else {
+      return InvalidArgumentError(where + ": unknown key '" + key +
+                                  "' (expected max_queue_delay_us, preferred_batch_sizes)");
+    }
+  }
+  out = std::move(batching);
   return Status::Ok();
 }
 
@@ -151,6 +186,8 @@ Status ApplyYamlOrThrow(const YAML::Node& root, const std::string& origin, Model
       ZD_ASSIGN_OR_RETURN(c.shrink_arenas, Scalar<bool>(v, where));
     } else if (key == "max_batch") {
       ZD_ASSIGN_OR_RETURN(c.max_batch, IntInRange(v, where, 1, kMaxBatch));
+    } else if (key == "dynamic_batching") {
+      ZD_RETURN_IF_ERROR(ParseDynamicBatching(v, where, c.dynamic_batching));
     } else if (key == "version_policy") {
       ZD_RETURN_IF_ERROR(ParseVersionPolicy(v, where, c.version_policy));
     } else if (key == "default_version") {
@@ -194,6 +231,19 @@ Status Validate(const ModelConfig& c, const std::string& origin) {
   }
   if (c.intra_op_threads > 0 && c.instances * c.intra_op_threads > 4 * kMaxBackendThreads) {
     return InvalidArgumentError(origin + ": instances x intra_op_threads is too many threads");
+  }
+  if (c.dynamic_batching) {
+    for (int size : c.dynamic_batching->preferred_batch_sizes) {
+      if (size < 1 || size > c.max_batch) {
+        return InvalidArgumentError(origin + ": dynamic_batching: preferred batch size " +
+                                    std::to_string(size) + " is outside 1..max_batch (" +
+                                    std::to_string(c.max_batch) + ")");
+      }
+    }
+    if (c.dynamic_batching->max_queue_delay_us > kMaxQueueDelayUs) {
+      return InvalidArgumentError(origin + ": dynamic_batching: max_queue_delay_us is over " +
+                                  std::to_string(kMaxQueueDelayUs));
+    }
   }
   if (c.default_version && !c.traffic.empty()) {
     return InvalidArgumentError(origin +

@@ -824,6 +824,15 @@ struct ModelManager::Impl {
     return index;
   }
 
+  std::optional<BatchingPolicy> Batching(std::string_view name) const {
+    std::lock_guard lock(index_mu);
+    const ModelEntry* entry = index.Find(name);
+    if (entry == nullptr || !entry->config_ok || !entry->config.dynamic_batching) {
+      return std::nullopt;
+    }
+    return BatchingPolicy{entry->config.max_batch, *entry->config.dynamic_batching};
+  }
+
   void Shutdown() {
     shutting_down.store(true);
     {
@@ -927,6 +936,10 @@ Status ModelManager::Rescan() {
 
 RepositoryIndex ModelManager::Index() const {
   return impl_->Index();
+}
+
+std::optional<BatchingPolicy> ModelManager::Batching(std::string_view name) const {
+  return impl_->Batching(name);
 }
 
 ManagerStats ModelManager::Stats() const {

@@ -220,6 +220,35 @@ TEST(TritonConfigTest, RejectsOtherPlatformsAndBrokenText) {
   EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
 }
 
+TEST(ReadModelConfigTest, DynamicBatchingFromYamlWithinMaxBatch) {
+  TempDir dir("models_config");
+  WriteFile(
+      dir.path() / "m" / "config.yaml",
+      "max_batch: 8\ndynamic_batching: {max_queue_delay_us: 500, preferred_batch_sizes: [4, 8]}\n");
+  auto config = ReadModelConfig(dir.path() / "m", "m");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  ASSERT_TRUE(config->dynamic_batching.has_value());
+  EXPECT_EQ(config->dynamic_batching->preferred_batch_sizes, (std::vector<int>{4, 8}));
+  EXPECT_EQ(config->dynamic_batching->max_queue_delay_us, 500u);
+
+  WriteFile(dir.path() / "defaults" / "config.yaml", "dynamic_batching: {}\n");
+  auto defaults = ReadModelConfig(dir.path() / "defaults", "defaults");
+  ASSERT_TRUE(defaults.ok()) << defaults.status().ToString();
+  EXPECT_TRUE(defaults->dynamic_batching.has_value());
+
+  // A preferred size beyond max_batch (1 unless set), an unknown key, a delay over 10 s.
+  for (const std::string& text :
+       {std::string("dynamic_batching: {preferred_batch_sizes: [4]}\n"),
+        std::string("max_batch: 4\ndynamic_batching: {max_delay: 5}\n"),
+        std::string("max_batch: 4\ndynamic_batching: {max_queue_delay_us: 20000000}\n"),
+        std::string("dynamic_batching: true\n")}) {
+    WriteFile(dir.path() / "bad" / "config.yaml", text);
+    auto bad = ReadModelConfig(dir.path() / "bad", "bad");
+    EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument) << text;
+    EXPECT_TRUE(Contains(bad.status().message(), "dynamic_batching")) << bad.status().message();
+  }
+}
+
 TEST(VersionPolicyTest, SelectsAsTriton) {
   const std::vector<int64_t> available = {1, 2, 3, 7};
   EXPECT_EQ(VersionPolicy{}.Select(available), (std::vector<int64_t>{7}));

@@ -18,6 +18,8 @@
 //   pinned: false                # never evicted
 //   preload: false               # loaded when the manager starts
 //   max_batch: 1                 # images per Run for models with a dynamic batch
+//   dynamic_batching: {max_queue_delay_us: 2000, preferred_batch_sizes: [4, 8]}
+//                                # zerodet serve batches concurrent requests (Triton's knobs)
 //   version_policy: {latest: 1}  # or all, or {specific: [1, 3]} (Triton's policies)
 //   default_version: 2           # requests without a version go here (instead of the newest)
 //   traffic: {2: 90, 3: 10}      # weighted split of requests without a version (canaries)
@@ -54,10 +56,12 @@ struct VersionPolicy {
   std::vector<int64_t> Select(const std::vector<int64_t>& available) const;
 };
 
-// Triton's dynamic_batching, kept for the server's batcher (the manager itself does not batch).
+// Triton's dynamic_batching, kept for the server's batcher (the manager itself does not batch):
+// requests that arrive within max_queue_delay_us of each other run as one batch of at most
+// ModelConfig::max_batch; a batch of a preferred size runs without waiting for the delay.
 struct DynamicBatching {
-  std::vector<int> preferred_batch_sizes;
-  uint64_t max_queue_delay_us = 0;
+  std::vector<int> preferred_batch_sizes;  // each within 1..max_batch
+  uint64_t max_queue_delay_us = 0;         // at most 10 s
 };
 
 // A tensor the config declares (Triton's input/output); checked against the model at load.

@@ -88,6 +88,12 @@ struct ManagerOptions {
   std::shared_ptr<ModelLoader> loader;
 };
 
+// A model's dynamic batching as the server applies it (ModelConfig's two fields together).
+struct BatchingPolicy {
+  int max_batch = 1;
+  DynamicBatching batching;
+};
+
 struct AcquireOptions {
   std::optional<int64_t> version;  // exactly this version; nullopt: the model's routing
   // How long to wait for a load or a free instance. Never(): wait as long as the load timeout.
@@ -166,6 +172,10 @@ class ModelManager {
 
   // The last scanned index: every model with its versions, config source and errors.
   RepositoryIndex Index() const;
+  // How `name` is batched: its config's dynamic_batching with max_batch as the largest batch, or
+  // nullopt for a model that has none or that the repository does not serve. Cheaper than
+  // Index() (copies one small struct), for a per-request decision.
+  std::optional<BatchingPolicy> Batching(std::string_view name) const;
   ManagerStats Stats() const;
 
  private:

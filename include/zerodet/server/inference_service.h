@@ -19,8 +19,12 @@
 // only during the sink's call. A request holds a lease on the regions it uses until it ends.
 // Metrics: every Infer and Detect is counted and timed per stage in metrics() (server_metrics.h),
 // whichever front end called it.
+// Dynamic batching: for a model whose config has dynamic_batching (Triton's), concurrent Infer
+// calls with inputs of the same shapes, and Detect calls with the same parameters, run as one
+// batch (dynamic_batcher.h); each still gets its own outputs, sink call and metrics. Requests
+// without a version are routed per batch (a traffic split applies to batches, not requests).
 // Thread-safety: every method may be called from any thread concurrently (the manager leases one
-// model instance per call).
+// model instance per call, or per batch).
 #pragma once
 
 #include <chrono>
@@ -33,6 +37,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "zerodet/core/clock.h"
@@ -41,6 +46,7 @@
 #include "zerodet/core/tensor.h"
 #include "zerodet/infer/detector.h"
 #include "zerodet/models/model_manager.h"
+#include "zerodet/server/dynamic_batcher.h"
 #include "zerodet/server/server_metrics.h"
 #include "zerodet/server/shared_memory_registry.h"
 #include "zerodet/store/client.h"
@@ -212,21 +218,74 @@ class InferenceService {
   ServerMetrics& metrics() { return *metrics_; }
 
  private:
+  struct BoundInfer;
+  struct InferJob;
+  struct DetectJob;
+
+  // A request's place in its model's queue (Options::max_queue); leaves it when destroyed.
+  class QueueSlot {
+   public:
+    QueueSlot() = default;
+    QueueSlot(InferenceService* service, std::string name)
+        : service_(service), name_(std::move(name)) {}
+    QueueSlot(QueueSlot&& other) noexcept
+        : service_(std::exchange(other.service_, nullptr)), name_(std::move(other.name_)) {}
+    QueueSlot& operator=(QueueSlot&&) = delete;
+    ~QueueSlot();
+
+   private:
+    InferenceService* service_ = nullptr;
+    std::string name_;
+  };
+
+  // Takes a place in `name`'s queue. Errors: kResourceExhausted when Options::max_queue
+  // requests already wait for it.
+  Result<QueueSlot> EnterQueue(const std::string& name);
+  // `deadline`, shortened to Options::queue_timeout from now.
+  Deadline QueueDeadline(Deadline deadline) const;
+  Status QueueTimeoutError(const std::string& name) const;
+  // Acquire with QueueDeadline(deadline); running out of the queue timeout is kUnavailable.
+  Result<ModelHandle> AcquireWithin(const std::string& name, std::optional<int64_t> version,
+                                    Deadline deadline);
+  // EnterQueue, then AcquireWithin, counted as queued in `inflight` while it waits.
+  Result<ModelHandle> AcquireQueued(const std::string& name, std::optional<int64_t> version,
+                                    Deadline deadline, ServerMetrics::InFlight& inflight);
+
+  // Infer, one request per Run.
   Status InferStages(const InferRequest& request, const InferSink& sink,
                      ServerMetrics::InFlight& inflight, RequestStageSeconds& stages);
+  // Infer through the dynamic batcher (the model's config has dynamic_batching).
+  Status InferBatched(InferJob& job, const BatchingPolicy& policy);
+  void RunInferBatch(ModelHandle& handle, std::span<InferJob* const> batch);
+  // Checks a request against the model's tensors and binds its inputs (store objects and
+  // shared-memory regions straight from their mappings). Errors: as Infer's.
+  Status Bind(const InferRequest& request, const ModelInfo& info, BoundInfer& bound);
+  // Hands a request's outputs (`outputs` as the model's, this request's rows) to its sink,
+  // writing those it asked for in shared memory there first.
+  Status Deliver(const InferRequest& request, const ModelInfo& info, BoundInfer& bound,
+                 std::span<const TensorView> outputs, const ServedBy& served_by,
+                 const InferSink& sink);
+  Result<std::span<uint8_t>> LeaseRegion(const SharedMemoryRef& ref, BoundInfer& bound);
+
+  // Detect's stages; `batch` receives the size of the batch the image ran in.
   Result<DetectResponse> DetectStages(const DetectRequest& request,
                                       ServerMetrics::InFlight& inflight,
+                                      RequestStageSeconds& stages, int64_t& batch);
+  Status DetectBatched(DetectJob& job, const BatchingPolicy& policy);
+  void RunDetectBatch(ModelHandle& handle, std::span<DetectJob* const> batch);
+  // The response for one detected image (annotated when asked), and its stage times.
+  Result<DetectResponse> FinishDetect(const DetectRequest& request, const ServedBy& served_by,
+                                      const Detector& detector, const DecodedImage& image,
+                                      double decode_ms, DetectionResult result,
                                       RequestStageSeconds& stages);
   // Whether a failed request named a model the repository has (its metrics label).
   bool KnownModel(std::string_view name) const;
-  // Waits for `name` (a load or a free instance) under the queue policy.
-  Result<ModelHandle> AcquireQueued(const std::string& name, std::optional<int64_t> version,
-                                    Deadline deadline, ServerMetrics::InFlight& inflight);
 
   ModelManager& manager_;
   Options options_;
   std::unique_ptr<ServerMetrics> metrics_;
   SharedMemoryRegistry shared_memory_;
+  DynamicBatcher batcher_;
   // Requests waiting per model name, for Options::max_queue.
   std::mutex queues_mutex_;
   std::map<std::string, uint32_t, std::less<>> waiting_;
