@@ -8,6 +8,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <cstring>
+#include <fstream>
 #include <thread>
 
 #include "latency_summary.h"
@@ -102,6 +103,33 @@ Status Expect200(int status, const char* what) {
   return InternalError(std::string(what) + ": HTTP status " + std::to_string(status));
 }
 
+// Images per second through /v1/detect?model=`model` at concurrency 1, 4 and 16 (keep-alive
+// clients, each posting `jpeg_body` in turn).
+Result<nlohmann::ordered_json> DetectRates(uint16_t port, const std::string& model,
+                                           const std::string& jpeg_body, int requests) {
+  nlohmann::ordered_json rates;
+  for (const int concurrency : {1, 4, 16}) {
+    std::atomic<int> failures{0};
+    const int per_client = std::max(1, requests / concurrency);
+    const int64_t start = MonotonicNowNs();
+    std::vector<std::thread> clients;
+    for (int c = 0; c < concurrency; ++c) {
+      clients.emplace_back([&] {
+        Client own(port);
+        for (int i = 0; i < per_client; ++i) {
+          if (own.Post("/v1/detect?model=" + model, jpeg_body) != 200) failures += 1;
+        }
+      });
+    }
+    for (std::thread& t : clients) t.join();
+    if (failures > 0) return InternalError("/v1/detect requests failed in the benchmark");
+    const double seconds = static_cast<double>(MonotonicNowNs() - start) / 1e9;
+    rates["concurrency_" + std::to_string(concurrency)] =
+        static_cast<double>(per_client * concurrency) / seconds;
+  }
+  return rates;
+}
+
 }  // namespace
 
 Result<nlohmann::ordered_json> MeasureServe(const ServeBenchOptions& options) {
@@ -122,6 +150,20 @@ Result<nlohmann::ordered_json> MeasureServe(const ServeBenchOptions& options) {
   }
   fs::last_write_time(repo / "m" / "1" / "model.onnx",
                       fs::file_time_type::clock::now() - std::chrono::hours(1), ec);
+  if (!options.batched_model.empty()) {
+    fs::create_directories(repo / "b" / "1", ec);
+    fs::copy_file(options.batched_model, repo / "b" / "1" / "model.onnx",
+                  fs::copy_options::overwrite_existing, ec);
+    if (ec) {
+      return IoError("cannot copy " + options.batched_model.string() +
+                     " into the benchmark's repository: " + ec.message());
+    }
+    fs::last_write_time(repo / "b" / "1" / "model.onnx",
+                        fs::file_time_type::clock::now() - std::chrono::hours(1), ec);
+    std::ofstream(repo / "b" / "config.yaml")
+        << "max_batch: 16\ndynamic_batching: {max_queue_delay_us: " << options.batch_delay_us
+        << "}\n";
+  }
   struct Cleanup {
     fs::path dir;
     ~Cleanup() {
@@ -155,6 +197,9 @@ Result<nlohmann::ordered_json> MeasureServe(const ServeBenchOptions& options) {
   server::InferenceService service(*manager, service_options);
   server::HttpServerOptions http_options;
   http_options.port = 0;
+  // As many request threads as the most concurrent clients: a batch can only hold requests that
+  // reached the service.
+  http_options.request_threads = 16;
   ZD_ASSIGN_OR_RETURN(std::unique_ptr<server::HttpServer> http_server,
                       server::HttpServer::Start(service, http_options));
   const uint16_t port = http_server->port();
@@ -256,25 +301,11 @@ Result<nlohmann::ordered_json> MeasureServe(const ServeBenchOptions& options) {
                         return detector->DetectEncoded(jpeg, "image").status();
                       }));
   detector.Release();
-  nlohmann::ordered_json detect_rates;
-  for (const int concurrency : {1, 4, 16}) {
-    std::atomic<int> failures{0};
-    const int per_client = std::max(1, options.requests / concurrency);
-    const int64_t start = MonotonicNowNs();
-    std::vector<std::thread> clients;
-    for (int c = 0; c < concurrency; ++c) {
-      clients.emplace_back([&] {
-        Client own(port);
-        for (int i = 0; i < per_client; ++i) {
-          if (own.Post("/v1/detect?model=m", jpeg_body) != 200) failures += 1;
-        }
-      });
-    }
-    for (std::thread& t : clients) t.join();
-    if (failures > 0) return InternalError("/v1/detect requests failed in the benchmark");
-    const double seconds = static_cast<double>(MonotonicNowNs() - start) / 1e9;
-    detect_rates["concurrency_" + std::to_string(concurrency)] =
-        static_cast<double>(per_client * concurrency) / seconds;
+  ZD_ASSIGN_OR_RETURN(const nlohmann::ordered_json detect_rates,
+                      DetectRates(port, "m", jpeg_body, options.requests));
+  nlohmann::ordered_json batched_rates;
+  if (!options.batched_model.empty()) {
+    ZD_ASSIGN_OR_RETURN(batched_rates, DetectRates(port, "b", jpeg_body, options.requests));
   }
   http_server->Shutdown(std::chrono::seconds(5));
 
@@ -299,6 +330,10 @@ Result<nlohmann::ordered_json> MeasureServe(const ServeBenchOptions& options) {
                             {"store_object", store_summary.p50_us - run.p50_us}};
   out["detect_in_process_images_per_s"] = local.mean_us > 0 ? 1e6 / local.mean_us : 0;
   out["detect_http_images_per_s"] = detect_rates;
+  if (!options.batched_model.empty()) {
+    out["batched_model"] = options.batched_model.filename().string();
+    out["detect_http_batched_images_per_s"] = batched_rates;
+  }
   return out;
 }
 
