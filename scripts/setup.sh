@@ -51,6 +51,12 @@ if ! ls /usr/lib/*/cmake/onnxruntime/onnxruntimeConfig.cmake /usr/lib/cmake/onnx
   scripts/fetch_onnxruntime.sh
 fi
 
+# npm packages the tests use (playwright-core drives Chromium for the web console's test),
+# pinned by the lock file.
+if [[ ! -d tests/server/console/node_modules/playwright-core ]]; then
+  npm ci --prefix tests/server/console --no-audit --no-fund --loglevel=error
+fi
+
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="$BUILD_TYPE" ${CMAKE_ARGS:-}
 cmake --build "$BUILD_DIR" -j "$JOBS"
 echo "setup: built $BUILD_DIR/zerodet"

@@ -319,6 +319,19 @@ int HttpStatusFor(const Status& status) {
   }
 }
 
+// The web console: one self-contained page (no external resources, so a strict policy holds).
+HttpResponse ConsolePage() {
+  HttpResponse response;
+  response.content_type = "text/html; charset=utf-8";
+  response.body = std::string(kConsolePage);
+  response.headers = {{"Content-Security-Policy",
+                       "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                       "img-src 'self' blob: data:; frame-ancestors 'none'"},
+                      {"X-Content-Type-Options", "nosniff"},
+                      {"Cache-Control", "no-cache"}};
+  return response;
+}
+
 HttpResponse HandleHttp(const HttpRequest& request, InferenceService& service,
                         const RouteOptions& options) {
   const size_t question = request.target.find('?');
@@ -327,6 +340,10 @@ HttpResponse HandleHttp(const HttpRequest& request, InferenceService& service,
                                      ? std::string_view()
                                      : std::string_view(request.target).substr(question + 1);
   const std::vector<std::string_view> parts = SplitPath(path);
+  if (parts.empty() || (parts.size() == 1 && parts[0] == "console")) {
+    if (request.method != "GET") return Error(405, "the console takes GET");
+    return ConsolePage();
+  }
   if (parts.size() == 2 && parts[0] == "v1" && parts[1] == "detect") {
     return Detect(request, service, query, options);
   }

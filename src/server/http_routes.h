@@ -3,6 +3,7 @@
 // every route is tested (and fuzzed) without a network. http_server.cc feeds it what Beast
 // reads and writes back what it returns.
 //
+//   GET  / | /console                            the web console (console/index.html)
 //   GET  /v2/health/live | /v2/health/ready       200, or 503 when not ready (draining)
 //   GET  /v2                                      server metadata
 //   GET  /v2/models/<m>[/versions/<v>]            model metadata (loads the model)
@@ -58,6 +59,9 @@ struct RouteOptions {
   std::chrono::milliseconds request_timeout{60000};
   const std::atomic<bool>* draining = nullptr;  // true: /v2/health/ready answers 503
 };
+
+// The web console's page (console/index.html, embedded at build time by cmake/EmbedText.cmake).
+extern const std::string_view kConsolePage;
 
 // The HTTP status for a Status code (the protocol's mapping).
 int HttpStatusFor(const Status& status);

@@ -113,6 +113,13 @@ TEST_F(HttpServerTest, HealthMetadataAndReadiness) {
   EXPECT_EQ(Send(port, http::verb::post, "/v2/health/live").status, 405);
   const Reply missing = Send(port, http::verb::get, "/v2/models/nope");
   EXPECT_NE(missing.Json()["error"].get<std::string>().find("nope"), std::string::npos);
+
+  // The web console (tests/server/console drives it in Chromium).
+  const Reply console = Send(port, http::verb::get, "/");
+  EXPECT_EQ(console.status, 200);
+  EXPECT_NE(console.body.find("<title>zerodet console</title>"), std::string::npos);
+  EXPECT_EQ(Send(port, http::verb::get, "/console").body, console.body);
+  EXPECT_EQ(Send(port, http::verb::post, "/").status, 405);
 }
 
 TEST_F(HttpServerTest, InferInJsonAndBinaryEqualsTheModelRunDirectly) {
