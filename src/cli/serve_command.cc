@@ -120,11 +120,6 @@ Status Serve(const ServeArgs& args) {
   if (args.tls_cert.empty() != args.tls_key.empty()) {
     return InvalidArgumentError("--tls-cert and --tls-key go together");
   }
-  if (!args.tls_cert.empty() && http_on) {
-    return UnimplementedError(
-        "TLS is served on the gRPC port only for now: give --http off, or put HTTP behind a TLS "
-        "proxy");
-  }
   std::string token;
   if (!args.token_file.empty()) {
     ZD_ASSIGN_OR_RETURN(token, ReadToken(args.token_file));
@@ -139,6 +134,8 @@ Status Serve(const ServeArgs& args) {
   ZD_ASSIGN_OR_RETURN(http.max_body_bytes, ParseBytes("--max-body", args.max_body));
   http.request_timeout = std::chrono::milliseconds(args.request_timeout_ms);
   http.token = token;
+  http.tls_cert = args.tls_cert;
+  http.tls_key = args.tls_key;
   server::GrpcServerOptions grpc;
   if (grpc_on) {
     ZD_RETURN_IF_ERROR(ParseListen("--grpc", args.grpc).status());
@@ -213,8 +210,8 @@ const CommandRegistrar kRegistrar("serve", [](CLI::App& app) {
   cmd->add_flag("--allow-client-shm", args->allow_client_shm,
                 "Let clients register system shared-memory regions (the server maps them) and "
                 "name them in infer requests");
-  cmd->add_option("--tls-cert", args->tls_cert, "PEM certificate for TLS (gRPC port)");
-  cmd->add_option("--tls-key", args->tls_key, "PEM private key for TLS (gRPC port)");
+  cmd->add_option("--tls-cert", args->tls_cert, "PEM certificate: TLS on the HTTP and gRPC ports");
+  cmd->add_option("--tls-key", args->tls_key, "PEM private key of --tls-cert");
   cmd->add_option("--token-file", args->token_file,
                   "File whose first line is the bearer token load/unload requests must carry");
   cmd->add_option("--max-models", args->max_models, "Most model versions loaded at once (0: any)");

@@ -7,6 +7,7 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <charconv>
 #include <mutex>
 #include <optional>
@@ -23,8 +24,15 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
-class Session;
+// What Shutdown needs of a connection, whichever stream it runs on.
+class SessionBase {
+ public:
+  virtual ~SessionBase() = default;
+  // Closes the connection from the server's side, on the session's strand.
+  virtual void CloseSoon() = 0;
+};
 
 }  // namespace
 
@@ -32,10 +40,12 @@ struct HttpServer::Impl {
   Impl(InferenceService& s, const HttpServerOptions& o)
       : service(s), options(o), acceptor(ioc), accept_backoff(ioc) {}
 
+  // Reads options.tls_cert and tls_key into `tls`. Errors: kInvalidArgument naming the file.
+  Status LoadTls();
   void Accept();
   void OnAccept(beast::error_code ec, tcp::socket socket);
   // Remembers an open connection, so Shutdown can close the ones still open.
-  void Track(const std::shared_ptr<Session>& session);
+  void Track(const std::shared_ptr<SessionBase>& session);
   // Closes every open connection (on its own strand); returns at once.
   void CloseSessions();
 
@@ -59,37 +69,67 @@ struct HttpServer::Impl {
   std::optional<net::thread_pool> requests;
   bool shut_down = false;
   std::mutex sessions_mutex;
-  std::vector<std::weak_ptr<Session>> sessions;  // open connections (expired ones pruned)
+  std::vector<std::weak_ptr<SessionBase>> sessions;  // open connections (expired ones pruned)
+  std::optional<net::ssl::context> tls;              // set: every connection speaks TLS
 };
 
 namespace {
 
+constexpr bool IsTlsStream(const beast::tcp_stream*) {
+  return false;
+}
+constexpr bool IsTlsStream(const TlsStream*) {
+  return true;
+}
+
 // One connection: reads requests one at a time (HTTP/1.1 keep-alive), hands each to the
-// request pool, writes its response, and reads the next.
-class Session : public std::enable_shared_from_this<Session> {
+// request pool, writes its response, and reads the next. Stream is beast::tcp_stream, or
+// TlsStream when the server has a certificate (the handshake comes first, within the request
+// read timeout).
+template <typename Stream>
+class Session : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
+  static constexpr bool kTls = IsTlsStream(static_cast<const Stream*>(nullptr));
+
  public:
-  Session(tcp::socket socket, HttpServer::Impl& server)
-      : stream_(std::move(socket)), server_(server) {
+  template <typename... TlsContext>
+  Session(tcp::socket socket, HttpServer::Impl& server, TlsContext&... tls)
+      : stream_(std::move(socket), tls...), server_(server) {
     server_.connections.fetch_add(1);
   }
-  ~Session() { server_.connections.fetch_sub(1); }
+  ~Session() override { server_.connections.fetch_sub(1); }
 
   void Start() {
-    server_.Track(shared_from_this());
-    net::dispatch(stream_.get_executor(),
-                  beast::bind_front_handler(&Session::Read, shared_from_this()));
+    server_.Track(this->shared_from_this());
+    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+      if constexpr (kTls) {
+        self->Lowest().expires_after(self->server_.options.request_read_timeout);
+        self->stream_.async_handshake(net::ssl::stream_base::server, [self](beast::error_code ec) {
+          // Not TLS, a bad handshake, or too slow: nothing to say.
+          if (ec) return self->Close();
+          self->Read();
+        });
+      } else {
+        self->Read();
+      }
+    });
+  }
+
+  void CloseSoon() override {
+    net::post(stream_.get_executor(), [self = this->shared_from_this()] { self->Close(); });
   }
 
  private:
+  beast::tcp_stream& Lowest() { return beast::get_lowest_layer(stream_); }
+
   void Read() {
     parser_.emplace();
     parser_->header_limit(server_.options.max_header_bytes);
     parser_->body_limit(server_.options.max_body_bytes);
     // Covers the whole request: an idle keep-alive connection and a client that sends a byte
     // at a time are both closed when it passes.
-    stream_.expires_after(server_.options.request_read_timeout);
+    Lowest().expires_after(server_.options.request_read_timeout);
     http::async_read(stream_, buffer_, *parser_,
-                     beast::bind_front_handler(&Session::OnRead, shared_from_this()));
+                     beast::bind_front_handler(&Session::OnRead, this->shared_from_this()));
   }
 
   void OnRead(beast::error_code ec, size_t) {
@@ -105,7 +145,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
         ec == net::error::connection_reset || ec == net::error::operation_aborted ||
-        ec == net::error::eof) {
+        ec == net::error::eof || ec == net::ssl::error::stream_truncated) {
       return Close();
     }
     if (ec) return Reply(Plain(400, "malformed HTTP request: " + ec.message()), false, 11);
@@ -120,7 +160,7 @@ class Session : public std::enable_shared_from_this<Session> {
     server_.in_flight.fetch_add(1);
     counted_ = true;
     net::post(*server_.requests,
-              [self = shared_from_this(), keep_alive] { self->Handle(keep_alive); });
+              [self = this->shared_from_this(), keep_alive] { self->Handle(keep_alive); });
   }
 
   // On a request thread.
@@ -137,10 +177,10 @@ class Session : public std::enable_shared_from_this<Session> {
         response = Plain(500, std::string("internal error: ") + e.what());
       }
     }
-    net::post(stream_.get_executor(),
-              [self = shared_from_this(), response = std::move(response), keep_alive]() mutable {
-                self->Reply(std::move(response), keep_alive, self->request_.version());
-              });
+    net::post(stream_.get_executor(), [self = this->shared_from_this(),
+                                       response = std::move(response), keep_alive]() mutable {
+      self->Reply(std::move(response), keep_alive, self->request_.version());
+    });
   }
 
   detail::HttpRequest ToRequest() const {
@@ -183,9 +223,9 @@ class Session : public std::enable_shared_from_this<Session> {
     response_.body() = std::move(response.body);
     response_.keep_alive(keep_alive);
     response_.prepare_payload();
-    stream_.expires_after(server_.options.request_read_timeout);
+    Lowest().expires_after(server_.options.request_read_timeout);
     http::async_write(stream_, response_,
-                      [self = shared_from_this(), keep_alive](beast::error_code ec, size_t) {
+                      [self = this->shared_from_this(), keep_alive](beast::error_code ec, size_t) {
                         if (self->counted_) {
                           self->counted_ = false;
                           self->server_.in_flight.fetch_sub(1);
@@ -200,38 +240,38 @@ class Session : public std::enable_shared_from_this<Session> {
   // body refused for its size): closing with its bytes unread would reset the connection and
   // could destroy the response before the client reads it, so the rest is read and dropped
   // (briefly, and at most 1 MiB) after our side is shut down.
+  // Over TLS the close_notify alert plays that part: sent, then the peer's awaited (briefly).
   void Linger() {
-    beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    if (ec) return Close();
-    stream_.expires_after(std::chrono::seconds(2));
-    DiscardSome();
+    if constexpr (kTls) {
+      Lowest().expires_after(std::chrono::seconds(2));
+      stream_.async_shutdown(
+          [self = this->shared_from_this()](beast::error_code) { self->Close(); });
+    } else {
+      beast::error_code ec;
+      Lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
+      if (ec) return Close();
+      Lowest().expires_after(std::chrono::seconds(2));
+      DiscardSome();
+    }
   }
 
   void DiscardSome() {
     if (discarded_ > (1u << 20)) return Close();
-    stream_.async_read_some(net::buffer(discard_),
-                            [self = shared_from_this()](beast::error_code ec, size_t n) {
-                              if (ec) return self->Close();  // EOF, timeout or reset: done
-                              self->discarded_ += n;
-                              self->DiscardSome();
-                            });
+    Lowest().async_read_some(net::buffer(discard_),
+                             [self = this->shared_from_this()](beast::error_code ec, size_t n) {
+                               if (ec) return self->Close();  // EOF, timeout or reset: done
+                               self->discarded_ += n;
+                               self->DiscardSome();
+                             });
   }
 
   void Close() {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    stream_.close();
+    Lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
+    Lowest().close();
   }
 
- public:
-  // Closes the connection from the server's side (Shutdown), on the session's strand.
-  void CloseSoon() {
-    net::post(stream_.get_executor(), [self = shared_from_this()] { self->Close(); });
-  }
-
- private:
-  beast::tcp_stream stream_;
+  Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::request<http::string_body> request_;
@@ -245,22 +285,44 @@ class Session : public std::enable_shared_from_this<Session> {
 
 }  // namespace
 
-void HttpServer::Impl::Track(const std::shared_ptr<Session>& session) {
+void HttpServer::Impl::Track(const std::shared_ptr<SessionBase>& session) {
   const std::lock_guard lock(sessions_mutex);
-  std::erase_if(sessions, [](const std::weak_ptr<Session>& s) { return s.expired(); });
+  std::erase_if(sessions, [](const std::weak_ptr<SessionBase>& s) { return s.expired(); });
   sessions.push_back(session);
 }
 
 void HttpServer::Impl::CloseSessions() {
-  std::vector<std::shared_ptr<Session>> open;
+  std::vector<std::shared_ptr<SessionBase>> open;
   {
     const std::lock_guard lock(sessions_mutex);
-    for (const std::weak_ptr<Session>& weak : sessions) {
+    for (const std::weak_ptr<SessionBase>& weak : sessions) {
       if (auto session = weak.lock()) open.push_back(std::move(session));
     }
     sessions.clear();
   }
   for (const auto& session : open) session->CloseSoon();
+}
+
+Status HttpServer::Impl::LoadTls() {
+  tls.emplace(net::ssl::context::tls_server);
+  beast::error_code ec;
+  // TLS 1.2 and newer only; no renegotiation-era protocols.
+  tls->set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+                       net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
+                       net::ssl::context::no_tlsv1_1 | net::ssl::context::single_dh_use,
+                   ec);
+  if (!ec) tls->use_certificate_chain_file(options.tls_cert, ec);
+  if (ec) {
+    return InvalidArgumentError("TLS certificate " + options.tls_cert +
+                                " cannot be used: " + ec.message());
+  }
+  tls->use_private_key_file(options.tls_key, net::ssl::context::pem, ec);
+  if (ec) {
+    return InvalidArgumentError(
+        "TLS private key " + options.tls_key +
+        " cannot be used (or does not match the certificate): " + ec.message());
+  }
+  return Status::Ok();
 }
 
 void HttpServer::Impl::Accept() {
@@ -285,8 +347,10 @@ void HttpServer::Impl::OnAccept(beast::error_code ec, tcp::socket socket) {
   if (connections.load() >= options.max_connections) {
     beast::error_code ignored;
     socket.close(ignored);  // over the limit: refused at once
+  } else if (tls) {
+    std::make_shared<Session<TlsStream>>(std::move(socket), *this, *tls)->Start();
   } else {
-    std::make_shared<Session>(std::move(socket), *this)->Start();
+    std::make_shared<Session<beast::tcp_stream>>(std::move(socket), *this)->Start();
   }
   Accept();
 }
@@ -303,7 +367,11 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(InferenceService& service,
       options.max_header_bytes < 1024) {
     return InvalidArgumentError("HTTP limits must be positive (headers at least 1 KiB)");
   }
+  if (options.tls_cert.empty() != options.tls_key.empty()) {
+    return InvalidArgumentError("HTTP TLS needs both a certificate and a private key");
+  }
   auto impl = std::make_shared<Impl>(service, options);
+  if (!options.tls_cert.empty()) ZD_RETURN_IF_ERROR(impl->LoadTls());
   impl->routes.token = options.token;
   impl->routes.request_timeout = options.request_timeout;
   impl->routes.draining = &impl->draining;
@@ -331,7 +399,8 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(InferenceService& service,
     server->Shutdown(std::chrono::milliseconds(0));
     return ResourceExhaustedError(std::string("cannot start HTTP threads: ") + e.what());
   }
-  spdlog::info("serve: HTTP on {}:{}", options.address, impl->acceptor.local_endpoint().port());
+  spdlog::info("serve: HTTP{} on {}:{}", impl->tls ? "S" : "", options.address,
+               impl->acceptor.local_endpoint().port());
   return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
 }
 

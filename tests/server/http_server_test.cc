@@ -9,8 +9,10 @@
 #include <signal.h>
 
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -120,6 +122,83 @@ TEST_F(HttpServerTest, HealthMetadataAndReadiness) {
   EXPECT_NE(console.body.find("<title>zerodet console</title>"), std::string::npos);
   EXPECT_EQ(Send(port, http::verb::get, "/console").body, console.body);
   EXPECT_EQ(Send(port, http::verb::post, "/").status, 405);
+}
+
+// A self-signed certificate for localhost / 127.0.0.1 made with the openssl tool.
+bool MakeCertificate(const fs::path& dir, const std::string& stem) {
+  const auto made = ::zerodet::testing::RunProcess(
+      {"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+       (dir / (stem + "-key.pem")).string(), "-out", (dir / (stem + ".pem")).string(), "-days", "1",
+       "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"});
+  return made.exit_code == 0;
+}
+
+TEST_F(HttpServerTest, HttpsWithACertificateAndNothingForPlainHttp) {
+  if (!MakeCertificate(repo_.path(), "cert") || !MakeCertificate(repo_.path(), "other")) {
+    GTEST_SKIP() << "openssl could not make a certificate";
+  }
+  const std::string cert = (repo_.path() / "cert.pem").string();
+  HttpServerOptions options;
+  options.tls_cert = cert;
+  options.tls_key = (repo_.path() / "cert-key.pem").string();
+  const uint16_t port = StartServer(options);
+  ASSERT_NE(port, 0);
+
+  // A client that trusts only this certificate and checks it names localhost; two requests on
+  // one connection (keep-alive over TLS), the second a detection.
+  net::io_context ioc;
+  net::ssl::context context(net::ssl::context::tls_client);
+  context.load_verify_file(cert);
+  context.set_verify_mode(net::ssl::verify_peer);
+  beast::ssl_stream<beast::tcp_stream> stream(ioc, context);
+  stream.set_verify_callback(net::ssl::host_name_verification("localhost"));
+  ASSERT_TRUE(SSL_set_tlsext_host_name(stream.native_handle(), "localhost"));
+  beast::get_lowest_layer(stream).connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+  stream.handshake(net::ssl::stream_base::client);
+  beast::flat_buffer buffer;
+  http::request<http::string_body> ready{http::verb::get, "/v2/health/ready", 11};
+  ready.set(http::field::host, "localhost");
+  http::write(stream, ready);
+  http::response<http::string_body> reply;
+  http::read(stream, buffer, reply);
+  EXPECT_EQ(reply.result_int(), 200);
+  auto jpeg = ReadFileBytes(SharedImage("dog.jpg"));
+  ASSERT_TRUE(jpeg.ok());
+  http::request<http::string_body> detect{http::verb::post, "/v1/detect?model=a", 11};
+  detect.set(http::field::host, "localhost");
+  detect.body().assign(jpeg->begin(), jpeg->end());
+  detect.prepare_payload();
+  http::write(stream, detect);
+  http::response<http::string_body> detected;
+  http::read(stream, buffer, detected);
+  EXPECT_EQ(detected.result_int(), 200) << detected.body();
+  EXPECT_NE(detected.body().find("\"dog\""), std::string::npos) << detected.body();
+  beast::error_code ignored;
+  stream.shutdown(ignored);
+
+  // Plain HTTP on the TLS port gets no HTTP answer; the server still serves TLS afterwards.
+  EXPECT_EQ(Send(port, http::verb::get, "/v2/health/ready").status, 0);
+  beast::ssl_stream<beast::tcp_stream> again(ioc, context);
+  again.set_verify_callback(net::ssl::host_name_verification("localhost"));
+  beast::get_lowest_layer(again).connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+  again.handshake(net::ssl::stream_base::client);
+
+  // Files that are missing or do not belong together are refused at start, naming the file.
+  server_.reset();
+  HttpServerOptions mismatched = options;
+  mismatched.tls_key = (repo_.path() / "other-key.pem").string();
+  auto refused = HttpServer::Start(*service_, mismatched);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("other-key.pem"), std::string::npos)
+      << refused.status().message();
+  HttpServerOptions missing = options;
+  missing.tls_cert = "/nonexistent/cert.pem";
+  refused = HttpServer::Start(*service_, missing);
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  HttpServerOptions half = options;
+  half.tls_key.clear();
+  EXPECT_EQ(HttpServer::Start(*service_, half).status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST_F(HttpServerTest, InferInJsonAndBinaryEqualsTheModelRunDirectly) {

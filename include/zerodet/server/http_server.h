@@ -3,6 +3,10 @@
 // asynchronous connections with keep-alive on a few I/O threads, and requests handled on a pool
 // of request threads, so a long inference never stalls reading or writing other connections.
 //
+// With a certificate and key (HttpServerOptions::tls_cert/tls_key) every connection speaks TLS
+// (OpenSSL through Asio); a client that does not complete its handshake within the request read
+// timeout is closed.
+//
 // Limits (HttpServerOptions): header and body sizes (431 / 413), requests per connection, and
 // a timeout for receiving each request once the connection is waiting for one (an idle
 // keep-alive connection or a client sending a byte at a time is closed when it passes), so slow
@@ -40,12 +44,16 @@ struct HttpServerOptions {
   // How long a request may wait for its model (load or free instance).
   std::chrono::milliseconds request_timeout{60000};
   std::string token;  // non-empty: load/unload need "Authorization: Bearer <token>"
+  // PEM files: set both to serve HTTPS (TLS 1.2 or newer) instead of plain HTTP on the port.
+  std::string tls_cert;
+  std::string tls_key;
 };
 
 class HttpServer {
  public:
-  // Binds and starts serving. Errors: kInvalidArgument for options out of range or an address
-  // that does not parse; kUnavailable when the address cannot be bound (naming it and why).
+  // Binds and starts serving. Errors: kInvalidArgument for options out of range, an address
+  // that does not parse, or TLS files that cannot be read or do not match; kUnavailable when the
+  // address cannot be bound (naming it and why).
   static Result<std::unique_ptr<HttpServer>> Start(InferenceService& service,
                                                    const HttpServerOptions& options);
   ~HttpServer();  // Shutdown(0) unless already shut down
