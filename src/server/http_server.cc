@@ -8,11 +8,11 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-#include <charconv>
 #include <mutex>
 #include <optional>
 #include <thread>
 
+#include "beast_request.h"
 #include "http_routes.h"
 #include "kserve_http.h"
 #include "zerodet/core/log_rate_limiter.h"
@@ -170,7 +170,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
       response = Plain(503, "the server is shutting down");
     } else {
       try {
-        response = detail::HandleHttp(ToRequest(), server_.service, server_.routes);
+        response = detail::HandleHttp(detail::FromBeast(request_), server_.service, server_.routes);
       } catch (const std::bad_alloc&) {
         response = Plain(503, "out of memory");
       } catch (const std::exception& e) {
@@ -181,28 +181,6 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
                                        response = std::move(response), keep_alive]() mutable {
       self->Reply(std::move(response), keep_alive, self->request_.version());
     });
-  }
-
-  detail::HttpRequest ToRequest() const {
-    detail::HttpRequest out;
-    out.method = std::string(request_.method_string());
-    out.target = std::string(request_.target());
-    if (auto it = request_.find(http::field::content_type); it != request_.end()) {
-      out.content_type = std::string(it->value());
-    }
-    if (auto it = request_.find(http::field::authorization); it != request_.end()) {
-      out.authorization = std::string(it->value());
-    }
-    if (auto it = request_.find("Inference-Header-Content-Length"); it != request_.end()) {
-      uint64_t length = 0;
-      const auto value = it->value();
-      const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), length);
-      // A malformed length is treated as larger than any body: the parser says so.
-      out.inference_header_length =
-          ec == std::errc() && end == value.data() + value.size() ? length : UINT64_MAX;
-    }
-    out.body = request_.body();
-    return out;
   }
 
   static detail::HttpResponse Plain(int status, std::string message) {
