@@ -51,11 +51,13 @@ if ! ls /usr/lib/*/cmake/onnxruntime/onnxruntimeConfig.cmake /usr/lib/cmake/onnx
   scripts/fetch_onnxruntime.sh
 fi
 
-# npm packages the tests use (playwright-core drives Chromium for the web console's test),
-# pinned by the lock file.
-if [[ ! -d tests/server/console/node_modules/playwright-core ]]; then
-  npm ci --prefix tests/server/console --no-audit --no-fund --loglevel=error
-fi
+# npm packages the tests use, pinned by their lock files: playwright-core drives Chromium for the
+# web console's test; kubernetes-models, yaml and dockerfile-utils check deploy/ offline.
+for dir in tests/server/console tests/deploy; do
+  if [[ ! -d $dir/node_modules ]]; then
+    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
+  fi
+done
 
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="$BUILD_TYPE" ${CMAKE_ARGS:-}
 cmake --build "$BUILD_DIR" -j "$JOBS"
