@@ -9,8 +9,8 @@ replica is SIGKILLed: the requests keep succeeding (nginx retries the next repli
 and its models load on the survivors. Fleet memory is compared with replicas that each load
 all six models.
 
-The six names are picked among twelve candidates so that the ring gives each replica two
-(consistent hashing spreads a handful of keys unevenly; a fleet sized exactly N x B needs a
+The six names are picked among 36 candidates so that the ring gives each replica two
+(consistent hashing spreads a handful of keys unevenly, and the replicas' ports differ per run; a fleet sized exactly N x B needs a
 balanced ring or headroom in the budget, see the README).
 
 Run through CTest (deploy.model_affinity) or by hand:
@@ -39,6 +39,7 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 BUDGET = 2
 REPLICAS = 3
 MODELS = 6
+CANDIDATES = 36  # a replica gets fewer than 2 of them with a probability under 1e-4
 
 
 def http(method, url, body=None, timeout=60):
@@ -97,7 +98,7 @@ def fleet():
     repo = work / "repo"
     model = SHARED / "models" / "yolo11n-320.onnx"
     first = None
-    for i in range(12):
+    for i in range(CANDIDATES):
         version = repo / f"m{i:02d}" / "1"
         version.mkdir(parents=True)
         if first is None:
@@ -197,7 +198,7 @@ def test_each_model_lives_on_one_replica_and_survives_a_replica_dying(fleet):
     chosen = []
     for replica in replicas:
         mine = [n for n, up in placement.items() if up == f"127.0.0.1:{replica.port}"]
-        assert len(mine) >= BUDGET, f"the ring gave a replica {len(mine)} of 12 names"
+        assert len(mine) >= BUDGET, f"the ring gave a replica {len(mine)} of {CANDIDATES} names"
         chosen += mine[:BUDGET]
     assert len(chosen) == MODELS
     images = [(SHARED / "images" / n).read_bytes()
