@@ -13,6 +13,7 @@
 #include "byte_size_flag.h"
 #include "command_registry.h"
 #include "zerodet/core/file.h"
+#include "zerodet/metrics/exposer.h"
 #include "zerodet/models/model_manager.h"
 #include "zerodet/server/grpc_server.h"
 #include "zerodet/server/http_server.h"
@@ -159,11 +160,11 @@ Status Serve(const ServeArgs& args) {
   if (grpc_on) {
     ZD_ASSIGN_OR_RETURN(grpc_server, server::GrpcServer::Start(service, grpc));
   }
-  std::unique_ptr<server::MetricsExposer> metrics_exposer;
+  std::unique_ptr<metrics::MetricsExposer> metrics_exposer;
   if (args.metrics != "off") {
     ZD_RETURN_IF_ERROR(ParseListen("--metrics", args.metrics).status());
     ZD_ASSIGN_OR_RETURN(metrics_exposer,
-                        server::MetricsExposer::Start(service.metrics(), args.metrics));
+                        metrics::MetricsExposer::Start(service.metrics().registry(), args.metrics));
   }
   // The port line is for scripts and tests that start the server on port 0.
   std::printf("{\"http_port\":%d,\"grpc_port\":%d,\"metrics_port\":%d}\n",

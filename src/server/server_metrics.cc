@@ -1,31 +1,21 @@
 #include "zerodet/server/server_metrics.h"
 
-#include <prometheus/collectable.h>
 #include <prometheus/counter.h>
-#include <prometheus/exposer.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/metric_family.h>
-#include <prometheus/registry.h>
-#include <prometheus/text_serializer.h>
 
 #include <charconv>
-#include <exception>
 #include <limits>
 
+#include "zerodet/metrics/registry.h"
 #include "zerodet/models/memory_probe.h"
 #include "zerodet/models/model_stats.h"
 
 namespace zerodet::server {
 namespace {
 
-// Request latencies: from 100 µs (a cache hit and a tiny model) to 30 s (a load on a miss).
-const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
-  static const prometheus::Histogram::BucketBoundaries buckets = {
-      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-      0.1,    0.25,    0.5,    1,     2.5,    5,     10,   30};
-  return buckets;
-}
+using metrics::LatencyBuckets;
 
 const prometheus::Histogram::BucketBoundaries& BatchBuckets() {
   static const prometheus::Histogram::BucketBoundaries buckets = {1, 2, 4, 8, 16, 32, 64, 128};
@@ -43,7 +33,7 @@ std::string OutcomeLabel(const Status& status) {
 }
 
 prometheus::ClientMetric Sample(double value, prometheus::MetricType type,
-                                std::vector<prometheus::ClientMetric::Label> labels = {}) {
+                                std::vector<metrics::Label> labels = {}) {
   prometheus::ClientMetric metric;
   metric.label = std::move(labels);
   if (type == prometheus::MetricType::Counter) {
@@ -54,53 +44,49 @@ prometheus::ClientMetric Sample(double value, prometheus::MetricType type,
   return metric;
 }
 
-prometheus::MetricFamily Family(std::string name, std::string help, prometheus::MetricType type) {
-  prometheus::MetricFamily family;
-  family.name = std::move(name);
-  family.help = std::move(help);
-  family.type = type;
-  return family;
-}
-
 // The model manager and the process, read at each scrape (a snapshot of ModelManager::Stats()).
-class ManagerCollector final : public prometheus::Collectable {
+class ManagerCollector {
  public:
   explicit ManagerCollector(ModelManager& manager) : manager_(manager) {}
 
-  std::vector<prometheus::MetricFamily> Collect() const override {
+  std::vector<prometheus::MetricFamily> operator()() const {
     using prometheus::MetricType;
     const ManagerStats stats = manager_.Stats();
     std::vector<prometheus::MetricFamily> out;
 
-    auto loaded = Family("zerodet_models_loaded", "Model versions loaded now.", MetricType::Gauge);
+    auto loaded = metrics::MakeFamily("zerodet_models_loaded", "Model versions loaded now.",
+                                      MetricType::Gauge);
     loaded.metric.push_back(Sample(static_cast<double>(stats.loaded_versions), MetricType::Gauge));
     out.push_back(std::move(loaded));
-    auto ratio =
-        Family("zerodet_model_cache_hit_ratio",
-               "Requests served by a loaded model / all requests for models.", MetricType::Gauge);
+    auto ratio = metrics::MakeFamily("zerodet_model_cache_hit_ratio",
+                                     "Requests served by a loaded model / all requests for models.",
+                                     MetricType::Gauge);
     ratio.metric.push_back(Sample(stats.hit_rate, MetricType::Gauge));
     out.push_back(std::move(ratio));
 
-    auto hits = Family("zerodet_model_cache_hits_total", "Requests that found their model loaded.",
-                       MetricType::Counter);
-    auto misses = Family("zerodet_model_cache_misses_total",
-                         "Requests that waited for their model to load.", MetricType::Counter);
-    auto loads = Family("zerodet_model_loads_total", "Completed model loads.", MetricType::Counter);
-    auto failures =
-        Family("zerodet_model_load_failures_total", "Failed model loads.", MetricType::Counter);
-    auto evictions = Family("zerodet_model_evictions_total", "Model versions evicted to make room.",
+    auto hits = metrics::MakeFamily("zerodet_model_cache_hits_total",
+                                    "Requests that found their model loaded.", MetricType::Counter);
+    auto misses =
+        metrics::MakeFamily("zerodet_model_cache_misses_total",
+                            "Requests that waited for their model to load.", MetricType::Counter);
+    auto loads = metrics::MakeFamily("zerodet_model_loads_total", "Completed model loads.",
+                                     MetricType::Counter);
+    auto failures = metrics::MakeFamily("zerodet_model_load_failures_total", "Failed model loads.",
+                                        MetricType::Counter);
+    auto evictions =
+        metrics::MakeFamily("zerodet_model_evictions_total", "Model versions evicted to make room.",
                             MetricType::Counter);
-    auto state = Family("zerodet_model_state",
-                        "1 for the model's current state (unloaded, loading, ready, failed).",
-                        MetricType::Gauge);
-    auto bytes =
-        Family("zerodet_model_memory_bytes",
-               "Memory charged to the model's loaded versions, per device.", MetricType::Gauge);
-    auto leased = Family("zerodet_model_instances_in_use", "Model instances running a request now.",
-                         MetricType::Gauge);
-    auto load_time = Family("zerodet_model_load_duration_seconds",
-                            "Time to load a model version (session creation and warm-up).",
-                            MetricType::Histogram);
+    auto state = metrics::MakeFamily(
+        "zerodet_model_state",
+        "1 for the model's current state (unloaded, loading, ready, failed).", MetricType::Gauge);
+    auto bytes = metrics::MakeFamily("zerodet_model_memory_bytes",
+                                     "Memory charged to the model's loaded versions, per device.",
+                                     MetricType::Gauge);
+    auto leased = metrics::MakeFamily("zerodet_model_instances_in_use",
+                                      "Model instances running a request now.", MetricType::Gauge);
+    auto load_time = metrics::MakeFamily(
+        "zerodet_model_load_duration_seconds",
+        "Time to load a model version (session creation and warm-up).", MetricType::Histogram);
     for (const ModelStats& model : stats.models) {
       const std::vector<prometheus::ClientMetric::Label> label = {{"model", model.name}};
       hits.metric.push_back(Sample(static_cast<double>(model.hits), MetricType::Counter, label));
@@ -143,19 +129,20 @@ class ManagerCollector final : public prometheus::Collectable {
       out.push_back(std::move(*family));
     }
 
-    auto used = Family("zerodet_device_memory_used_bytes",
-                       "Memory charged to loaded models on the device.", MetricType::Gauge);
-    auto budget = Family("zerodet_device_memory_budget_bytes",
-                         "The model cache's memory budget on the device (absent: unbounded).",
-                         MetricType::Gauge);
-    auto count = Family("zerodet_device_models_loaded", "Model versions loaded on the device.",
-                        MetricType::Gauge);
-    auto count_budget = Family("zerodet_device_models_budget",
-                               "The model cache's budget of loaded versions (absent: unbounded).",
-                               MetricType::Gauge);
-    auto gpu =
-        Family("zerodet_gpu_memory_used_bytes",
-               "GPU memory in use on the device (all processes), from CUDA.", MetricType::Gauge);
+    auto used =
+        metrics::MakeFamily("zerodet_device_memory_used_bytes",
+                            "Memory charged to loaded models on the device.", MetricType::Gauge);
+    auto budget = metrics::MakeFamily(
+        "zerodet_device_memory_budget_bytes",
+        "The model cache's memory budget on the device (absent: unbounded).", MetricType::Gauge);
+    auto count = metrics::MakeFamily("zerodet_device_models_loaded",
+                                     "Model versions loaded on the device.", MetricType::Gauge);
+    auto count_budget = metrics::MakeFamily(
+        "zerodet_device_models_budget",
+        "The model cache's budget of loaded versions (absent: unbounded).", MetricType::Gauge);
+    auto gpu = metrics::MakeFamily("zerodet_gpu_memory_used_bytes",
+                                   "GPU memory in use on the device (all processes), from CUDA.",
+                                   MetricType::Gauge);
     for (const auto& [device, d] : stats.devices) {
       const std::vector<prometheus::ClientMetric::Label> label = {{"device", device}};
       used.metric.push_back(Sample(static_cast<double>(d.bytes_used), MetricType::Gauge, label));
@@ -185,14 +172,15 @@ class ManagerCollector final : public prometheus::Collectable {
     }
 
     if (auto rss = ProcessResidentBytes(); rss.ok()) {
-      auto family = Family("zerodet_process_resident_memory_bytes",
-                           "Resident memory of the server process.", MetricType::Gauge);
+      auto family =
+          metrics::MakeFamily("zerodet_process_resident_memory_bytes",
+                              "Resident memory of the server process.", MetricType::Gauge);
       family.metric.push_back(Sample(static_cast<double>(*rss), MetricType::Gauge));
       out.push_back(std::move(family));
     }
     if (auto threads = ProcessThreadCount(); threads.ok()) {
-      auto family =
-          Family("zerodet_process_threads", "Threads of the server process.", MetricType::Gauge);
+      auto family = metrics::MakeFamily("zerodet_process_threads", "Threads of the server process.",
+                                        MetricType::Gauge);
       family.metric.push_back(Sample(*threads, MetricType::Gauge));
       out.push_back(std::move(family));
     }
@@ -207,36 +195,41 @@ class ManagerCollector final : public prometheus::Collectable {
 
 struct ServerMetrics::Impl {
   explicit Impl(ModelManager& model_manager)
-      : registry(std::make_shared<prometheus::Registry>()),
-        collector(std::make_shared<ManagerCollector>(model_manager)),
+      : registry(MakeRegistry(model_manager)),
         requests(prometheus::BuildCounter()
                      .Name("zerodet_requests_total")
                      .Help("Finished inference requests by endpoint, model and outcome.")
-                     .Register(*registry)),
+                     .Register(registry->instruments())),
         durations(prometheus::BuildHistogram()
                       .Name("zerodet_request_duration_seconds")
                       .Help("Request time per stage: queue (waiting for the model), "
                             "preprocess, infer, postprocess, total.")
-                      .Register(*registry)),
+                      .Register(registry->instruments())),
         batches(prometheus::BuildHistogram()
                     .Name("zerodet_request_batch_size")
                     .Help("Batch dimension of the requests' inputs.")
-                    .Register(*registry)),
+                    .Register(registry->instruments())),
         inflight(prometheus::BuildGauge()
                      .Name("zerodet_inflight_requests")
                      .Help("Inference requests being handled now.")
-                     .Register(*registry)),
+                     .Register(registry->instruments())),
         queued(prometheus::BuildGauge()
                    .Name("zerodet_queued_requests")
                    .Help("Requests waiting for their model (a load or a free instance).")
-                   .Register(*registry)),
+                   .Register(registry->instruments())),
         http_responses(prometheus::BuildCounter()
                            .Name("zerodet_http_responses_total")
                            .Help("HTTP responses by status code.")
-                           .Register(*registry)) {}
+                           .Register(registry->instruments())) {}
 
-  std::shared_ptr<prometheus::Registry> registry;
-  std::shared_ptr<ManagerCollector> collector;
+  // The instruments below, then the model cache and the process read at each scrape.
+  static std::shared_ptr<metrics::Registry> MakeRegistry(ModelManager& model_manager) {
+    auto made = std::make_shared<metrics::Registry>();
+    made->AddCollector(ManagerCollector(model_manager));
+    return made;
+  }
+
+  std::shared_ptr<metrics::Registry> registry;
   prometheus::Family<prometheus::Counter>& requests;
   prometheus::Family<prometheus::Histogram>& durations;
   prometheus::Family<prometheus::Histogram>& batches;
@@ -303,45 +296,11 @@ void ServerMetrics::CountHttpResponse(int status_code) {
 }
 
 std::string ServerMetrics::Render() const {
-  std::vector<prometheus::MetricFamily> families = impl_->registry->Collect();
-  std::vector<prometheus::MetricFamily> model_families = impl_->collector->Collect();
-  families.insert(families.end(), std::make_move_iterator(model_families.begin()),
-                  std::make_move_iterator(model_families.end()));
-  return prometheus::TextSerializer().Serialize(families);
+  return impl_->registry->Render();
 }
 
-struct MetricsExposer::Impl {
-  std::unique_ptr<prometheus::Exposer> exposer;
-};
-
-MetricsExposer::MetricsExposer(std::unique_ptr<Impl> impl, uint16_t port)
-    : impl_(std::move(impl)), port_(port) {}
-MetricsExposer::~MetricsExposer() = default;
-
-Result<std::unique_ptr<MetricsExposer>> MetricsExposer::Start(ServerMetrics& metrics,
-                                                              const std::string& address) {
-  const size_t colon = address.rfind(':');
-  uint16_t port = 0;
-  if (colon == std::string::npos || colon == 0 ||
-      std::from_chars(address.data() + colon + 1, address.data() + address.size(), port).ec !=
-          std::errc() ||
-      address.find_first_of(", \t") != std::string::npos) {
-    return InvalidArgumentError("metrics address '" + address.substr(0, 100) +
-                                "' is not HOST:PORT");
-  }
-  auto impl = std::make_unique<Impl>();
-  try {
-    // One listener thread: scrapes are rare and cheap.
-    impl->exposer = std::make_unique<prometheus::Exposer>(address, 1);
-    impl->exposer->RegisterCollectable(metrics.impl().registry);
-    impl->exposer->RegisterCollectable(metrics.impl().collector);
-  } catch (const std::exception& e) {
-    return UnavailableError("cannot serve metrics on " + address + ": " + e.what());
-  }
-  const std::vector<int> ports = impl->exposer->GetListeningPorts();
-  if (ports.empty()) return UnavailableError("cannot serve metrics on " + address);
-  return std::unique_ptr<MetricsExposer>(
-      new MetricsExposer(std::move(impl), static_cast<uint16_t>(ports.front())));
+std::shared_ptr<metrics::Registry> ServerMetrics::registry() const {
+  return impl_->registry;
 }
 
 }  // namespace zerodet::server

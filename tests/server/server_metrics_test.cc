@@ -1,27 +1,25 @@
 // The Prometheus metrics of `zerodet serve`: what requests on a real model (../shared/models) are
 // counted as, per model, endpoint, stage and outcome; the model cache and process families;
-// hostile model names; and a real Prometheus server (Debian's `prometheus`, started here on
-// loopback with a 1 s scrape interval) scraping both /metrics on the HTTP port and the
-// --metrics port of a `zerodet serve` process, then answering PromQL queries on what it scraped.
+// hostile model names; and a real Prometheus server (Debian's `prometheus`, started on loopback
+// with a 1 s scrape interval by tests/support's PrometheusServer) scraping both /metrics on the
+// HTTP port and the --metrics port of a `zerodet serve` process, then answering PromQL queries
+// on what it scraped. The exposer itself (addresses, errors) is tested in tests/metrics.
 #include "zerodet/server/server_metrics.h"
 
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <cstring>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
-#include <thread>
 
 #include "http_client.h"
 #include "models_test_util.h"
+#include "prometheus_server.h"
 #include "test_support.h"
 #include "zerodet/core/file.h"
+#include "zerodet/metrics/exposer.h"
 #include "zerodet/server/inference_service.h"
 
 namespace zerodet::server {
@@ -30,6 +28,8 @@ namespace {
 namespace fs = std::filesystem;
 namespace http = boost::beast::http;
 using zerodet::server::testing::Send;
+using zerodet::testing::DashboardQueries;
+using zerodet::testing::PrometheusServer;
 using zerodet::testing::SharedImage;
 using zerodet::testing::SharedModel;
 using zerodet::testing::TempDir;
@@ -48,13 +48,7 @@ std::vector<uint8_t> DogJpeg() {
 
 // The value of the sample line `name_and_labels VALUE` in the text format, or -1.
 double SampleValue(const std::string& text, const std::string& name_and_labels) {
-  const std::string prefix = name_and_labels + " ";
-  size_t at = 0;
-  while ((at = text.find(prefix, at)) != std::string::npos) {
-    if (at == 0 || text[at - 1] == '\n') return std::stod(text.substr(at + prefix.size()));
-    at += prefix.size();
-  }
-  return -1;
+  return zerodet::testing::SampleValue(text, name_and_labels).value_or(-1);
 }
 
 class ServerMetricsTest : public ::testing::Test {
@@ -213,68 +207,17 @@ TEST_F(ServerMetricsTest, CountsRequestsPerModelStageAndOutcome) {
   EXPECT_EQ(SampleValue(after, R"(zerodet_model_state{model="a",state="unloaded"})"), 1);
 }
 
-TEST_F(ServerMetricsTest, ExposerRefusesBadAddressesAndServesTheText) {
-  EXPECT_EQ(MetricsExposer::Start(service_->metrics(), "nonsense").status().code(),
-            StatusCode::kInvalidArgument);
-  EXPECT_EQ(MetricsExposer::Start(service_->metrics(), "127.0.0.1:99999").status().code(),
-            StatusCode::kInvalidArgument);
-  auto exposer = MetricsExposer::Start(service_->metrics(), "127.0.0.1:0");
+TEST_F(ServerMetricsTest, ExposerServesTheRegistry) {
+  auto exposer = metrics::MetricsExposer::Start(service_->metrics().registry(), "127.0.0.1:0");
   ASSERT_TRUE(exposer.ok()) << exposer.status().ToString();
   ASSERT_GT((*exposer)->port(), 0);
-  // A port in use is an error naming it.
-  const auto taken =
-      MetricsExposer::Start(service_->metrics(), "127.0.0.1:" + std::to_string((*exposer)->port()));
-  EXPECT_EQ(taken.status().code(), StatusCode::kUnavailable);
   const auto reply = Send((*exposer)->port(), http::verb::get, "/metrics");
   EXPECT_EQ(reply.status, 200);
   EXPECT_NE(reply.body.find("zerodet_models_loaded 0"), std::string::npos) << reply.body;
 }
 
-// A free loopback TCP port now (bound and released).
-uint16_t FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(address);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-    ::close(fd);
-    return 0;
-  }
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
-
-std::string UrlEscape(const std::string& text) {
-  std::string escaped;
-  for (const char c : text) {
-    if (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.') {
-      escaped += c;
-    } else {
-      char hex[4];
-      std::snprintf(hex, sizeof(hex), "%%%02X", static_cast<unsigned char>(c));
-      escaped += hex;
-    }
-  }
-  return escaped;
-}
-
-// The value of an instant PromQL query with one result, or nullopt (no result yet).
-std::optional<double> Query(uint16_t prometheus_port, const std::string& promql) {
-  const auto reply =
-      Send(prometheus_port, http::verb::get, "/api/v1/query?query=" + UrlEscape(promql));
-  if (reply.status != 200) return std::nullopt;
-  const nlohmann::json json = reply.Json();
-  if (!json.is_object() || json.value("status", "") != "success") return std::nullopt;
-  const auto& result = json["data"]["result"];
-  if (!result.is_array() || result.size() != 1) return std::nullopt;
-  return std::stod(result[0]["value"][1].get<std::string>());
-}
-
 TEST(ServerMetricsPrometheusTest, ARealPrometheusScrapesBothEndpointsAndAnswersPromQL) {
-  const fs::path prometheus = "/usr/bin/prometheus";
-  if (!fs::exists(prometheus)) GTEST_SKIP() << "Debian's prometheus is not installed";
+  if (!PrometheusServer::Installed()) GTEST_SKIP() << "Debian's prometheus is not installed";
   const TempDir dir("server-prometheus");
   AddModel(dir.path() / "repo", "a");
   zerodet::testing::ChildProcess serve({zerodet::testing::ZerodetBinary().string(), "serve",
@@ -302,33 +245,16 @@ TEST(ServerMetricsPrometheusTest, ARealPrometheusScrapesBothEndpointsAndAnswersP
                 .status,
             404);
 
-  const uint16_t prometheus_port = FreePort();
-  ASSERT_GT(prometheus_port, 0);
-  const fs::path config = dir.path() / "prometheus.yml";
-  std::ofstream(config) << "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-                        << "scrape_configs:\n"
-                        << "  - job_name: http\n    static_configs:\n"
-                        << "      - targets: ['127.0.0.1:" << http_port << "']\n"
-                        << "  - job_name: metrics\n    static_configs:\n"
-                        << "      - targets: ['127.0.0.1:" << metrics_port << "']\n";
-  zerodet::testing::ChildProcess server(
-      {prometheus.string(), "--config.file=" + config.string(),
-       "--storage.tsdb.path=" + (dir.path() / "tsdb").string(),
-       "--web.listen-address=127.0.0.1:" + std::to_string(prometheus_port)},
-      (dir.path() / "prometheus.log").string());
-  ASSERT_TRUE(server.ok());
+  const PrometheusServer prometheus(
+      dir.path(), {{"http", http_port}, {"metrics", static_cast<uint16_t>(metrics_port)}});
+  ASSERT_TRUE(prometheus.ok());
 
   // Both targets up, and every query answered from what was scraped.
   const auto answers = [&](const std::string& promql, double expected) {
-    return zerodet::testing::WaitFor(
-        [&] {
-          const auto value = Query(prometheus_port, promql);
-          return value && *value == expected;
-        },
-        std::chrono::seconds(60), std::chrono::milliseconds(200));
+    return prometheus.WaitForValue(promql, expected);
   };
-  EXPECT_TRUE(answers(R"(up{job="http"})", 1)) << server.Log();
-  EXPECT_TRUE(answers(R"(up{job="metrics"})", 1)) << server.Log();
+  EXPECT_TRUE(answers(R"(up{job="http"})", 1)) << prometheus.Log();
+  EXPECT_TRUE(answers(R"(up{job="metrics"})", 1)) << prometheus.Log();
   for (const char* job : {"http", "metrics"}) {
     const std::string on = std::string("job=\"") + job + "\"";
     EXPECT_TRUE(answers(
@@ -342,35 +268,23 @@ TEST(ServerMetricsPrometheusTest, ARealPrometheusScrapesBothEndpointsAndAnswersP
     EXPECT_TRUE(answers("zerodet_model_cache_misses_total{" + on + R"(,model="a"})", 1)) << job;
   }
   // A PromQL function over a histogram: the median request time is within its buckets.
-  const auto median = Query(
-      prometheus_port,
+  const auto median = prometheus.Query(
       R"(histogram_quantile(0.5, zerodet_request_duration_seconds_bucket{job="metrics",stage="total"}))");
   ASSERT_TRUE(median.has_value());
   EXPECT_GT(*median, 0);
   EXPECT_LE(*median, 30);
   // The HTTP port counted its own responses, scrapes included.
-  EXPECT_TRUE(zerodet::testing::WaitFor(
-      [&] {
-        const auto value =
-            Query(prometheus_port, R"(zerodet_http_responses_total{job="metrics",code="200"})");
-        return value && *value >= 4;
-      },
-      std::chrono::seconds(30), std::chrono::milliseconds(200)));
+  EXPECT_TRUE(prometheus.WaitFor(R"(zerodet_http_responses_total{job="metrics",code="200"})",
+                                 [](double value) { return value >= 4; }));
 
   // Every query of the Grafana dashboard in deploy/ is valid PromQL with data behind it.
-  const auto dashboard =
-      nlohmann::json::parse(zerodet::testing::ReadText(zerodet::testing::SourceDir() /
-                                                       "deploy/grafana/zerodet-serve.json"),
-                            nullptr, false);
-  ASSERT_TRUE(dashboard.is_object());
-  for (const auto& panel : dashboard["panels"]) {
-    for (const auto& target : panel["targets"]) {
-      const std::string expr = target["expr"];
-      const auto reply =
-          Send(prometheus_port, http::verb::get, "/api/v1/query?query=" + UrlEscape(expr));
-      EXPECT_EQ(reply.status, 200) << expr << ": " << reply.body;
-      EXPECT_EQ(reply.Json().value("status", ""), "success") << expr;
-    }
+  const std::vector<std::string> queries =
+      DashboardQueries(zerodet::testing::SourceDir() / "deploy/grafana/zerodet-serve.json");
+  ASSERT_FALSE(queries.empty());
+  for (const std::string& expr : queries) {
+    const auto reply = prometheus.QueryReply(expr);
+    EXPECT_EQ(reply.status, 200) << expr << ": " << reply.body;
+    EXPECT_EQ(reply.Json().value("status", ""), "success") << expr;
   }
 
   ASSERT_TRUE(serve.Signal(SIGTERM));

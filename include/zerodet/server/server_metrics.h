@@ -1,8 +1,8 @@
-// ServerMetrics: the Prometheus metrics of `zerodet serve`, on prometheus-cpp (Debian's
-// prometheus-cpp-dev): what the requests did (counted and timed per model, endpoint and stage
-// by InferenceService, so HTTP and gRPC count alike), HTTP responses by status code, and, read
-// from the model manager at each scrape, the model cache (state, bytes per model and device
-// against the budgets, hits, misses, loads and their times, evictions, failures) and the
+// ServerMetrics: the Prometheus metrics of `zerodet serve`, in a metrics::Registry
+// (metrics/registry.h, on prometheus-cpp): what the requests did (counted and timed per model,
+// endpoint and stage by InferenceService, so HTTP and gRPC count alike), HTTP responses by status
+// code, and, read from the model manager at each scrape, the model cache (state, bytes per model
+// and device against the budgets, hits, misses, loads and their times, evictions, failures) and the
 // process (resident memory, threads; GPU memory per device where the CUDA runtime answers).
 //
 // Names follow Prometheus conventions: the `zerodet_` prefix, base units (seconds, bytes),
@@ -21,6 +21,9 @@
 // A request for a model the repository does not have is counted under model="_unknown", so
 // hostile names cannot grow the label set without bound.
 //
+// Served at /metrics on the HTTP port and, with `--metrics HOST:PORT`, by a
+// metrics::MetricsExposer of registry() (metrics/exposer.h).
+//
 // Ownership: borrows the manager, which must outlive the metrics (and any exposer of them).
 // Thread-safety: every method may be called from any thread concurrently.
 #pragma once
@@ -31,7 +34,12 @@
 #include <string_view>
 
 #include "zerodet/core/status.h"
+#include "zerodet/metrics/exposer.h"
 #include "zerodet/models/model_manager.h"
+
+namespace zerodet::metrics {
+class Registry;
+}  // namespace zerodet::metrics
 
 namespace zerodet::server {
 
@@ -81,34 +89,17 @@ class ServerMetrics {
   // Every metric now, in the Prometheus text exposition format (version 0.0.4).
   std::string Render() const;
 
+  // The registry holding every metric above, for metrics::MetricsExposer (`zerodet serve
+  // --metrics`). Its collector reads the manager: stop any exposer before the manager goes.
+  std::shared_ptr<metrics::Registry> registry() const;
+
   struct Impl;
-  Impl& impl() { return *impl_; }
 
  private:
   std::unique_ptr<Impl> impl_;
 };
 
-// The content type of Render()'s text.
-inline constexpr std::string_view kPrometheusTextContentType = "text/plain; version=0.0.4";
-
-// A separate HTTP listener that serves ServerMetrics at /metrics (prometheus-cpp's exposer), for
-// `zerodet serve --metrics ADDR`: a scrape then never queues behind inference requests.
-// Ownership: borrows the metrics, which must outlive it. Stops serving when destroyed.
-class MetricsExposer {
- public:
-  // Binds HOST:PORT (port 0: any free port). Errors: kInvalidArgument for an address that is
-  // not HOST:PORT; kUnavailable when it cannot be bound.
-  static Result<std::unique_ptr<MetricsExposer>> Start(ServerMetrics& metrics,
-                                                       const std::string& address);
-  ~MetricsExposer();
-  uint16_t port() const { return port_; }
-
-  struct Impl;
-
- private:
-  MetricsExposer(std::unique_ptr<Impl> impl, uint16_t port);
-  std::unique_ptr<Impl> impl_;
-  uint16_t port_ = 0;
-};
+// The content type of Render()'s text (the exposition format of the metrics module).
+using metrics::kPrometheusTextContentType;
 
 }  // namespace zerodet::server
