@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <mutex>
 #include <optional>
 #include <unordered_map>
 #include <vector>
@@ -113,6 +114,11 @@ class StoreServer::Impl {
     [[maybe_unused]] ssize_t n = ::write(event_fd_.get(), &one, sizeof(one));
   }
   const StoreOptions& options() const { return options_; }
+  // What Stats() returns: CollectStats() as the loop last published it. Any thread.
+  StoreStats PublishedStats() const {
+    std::lock_guard<std::mutex> lock(published_mu_);
+    return published_;
+  }
 
  private:
   struct Connection {
@@ -157,6 +163,12 @@ class StoreServer::Impl {
   void HandleGet(Connection& connection, const Request& request);
   void WakeWaiters(const ObjectId& id);
   StoreStats CollectStats() const;
+  // Publishes CollectStats() for other threads. Loop thread only.
+  void PublishStats() {
+    const StoreStats stats = CollectStats();
+    std::lock_guard<std::mutex> lock(published_mu_);
+    published_ = stats;
+  }
 
   StoreOptions options_;
   std::optional<internal::Arena> arena_;
@@ -177,6 +189,12 @@ class StoreServer::Impl {
   uint64_t clients_ = 0;  // connections that completed the hello
   uint64_t refused_ = 0, hello_timeouts_ = 0;
   std::vector<Waiter> waiters_;
+  // The object table belongs to the loop thread. Other threads (a metrics scrape) read this
+  // copy, which the loop refreshes at the end of every pass: the table changes only in a pass,
+  // so the copy is exact between passes, and the loop's cost is one uncontended lock and a
+  // struct copy per pass (a pass already costs an epoll_wait and a socket message or more).
+  mutable std::mutex published_mu_;
+  StoreStats published_;
   std::vector<uint8_t> receive_buffer_;
   LogRateLimiter accept_log_, refusal_log_, protocol_log_;
 };
@@ -218,6 +236,7 @@ Status StoreServer::Impl::Init() {
   table_ = std::make_unique<internal::ObjectTable>(
       std::span<uint8_t>(index_.mapping.data(), index_.mapping.size()), arena_->memory(),
       options_.max_objects);
+  PublishStats();
 
   epoll_fd_ = UniqueFd(::epoll_create1(EPOLL_CLOEXEC));
   event_fd_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -678,6 +697,7 @@ Status StoreServer::Impl::Run() {
         while (!connections_.empty()) {
           DropConnection(connections_.begin()->first, "disconnected (shutdown)");
         }
+        PublishStats();
         return Status::Ok();
       }
       if (token == kListenToken) {
@@ -695,6 +715,7 @@ Status StoreServer::Impl::Run() {
     ExpireHellos();
     ResumeListeningIfDue();
     if (table_->has_pending_deletes()) table_->SweepPendingDeletes();
+    PublishStats();
   }
 }
 
@@ -723,6 +744,10 @@ void StoreServer::Start() {
 
 void StoreServer::Shutdown() {
   impl_->Shutdown();
+}
+
+StoreStats StoreServer::Stats() const {
+  return impl_->PublishedStats();
 }
 
 void StoreServer::Stop() {

@@ -256,6 +256,38 @@ TEST_F(StoreTest, ListAndStatsAccountForEverything) {
   EXPECT_EQ(stats.largest_free_block, stats.capacity);
 }
 
+TEST_F(StoreTest, ServerStatsAreReadableFromAnyThread) {
+  // What `zerodet store --metrics` reads at each scrape, from the exposer's thread, while the
+  // loop serves clients (the ThreadSanitizer job checks the copy the loop publishes).
+  std::atomic<bool> done{false};
+  std::thread scraper([&] {
+    while (!done.load()) {
+      const StoreStats stats = server_->Stats();
+      EXPECT_LE(stats.objects, 20u);
+      EXPECT_EQ(stats.capacity, uint64_t{8} << 20);
+    }
+  });
+  for (int i = 0; i < 20; ++i) Put(IdOf(i), 1000, i);
+  done.store(true);
+  scraper.join();
+  // The loop publishes at the end of the pass that answered the last request.
+  const StoreStats by_client = Stats();
+  ASSERT_TRUE(WaitFor([&] { return server_->Stats().creates == 20; }));
+  const StoreStats stats = server_->Stats();
+  EXPECT_EQ(stats.objects, 20u);
+  EXPECT_EQ(stats.sealed_objects, 20u);
+  EXPECT_EQ(stats.clients, 1u);
+  EXPECT_EQ(stats.bytes_allocated, by_client.bytes_allocated);
+  EXPECT_GT(stats.bytes_allocated, 20000u);
+
+  // A store that has not run yet reports its empty arena.
+  auto idle = StoreServer::Create(testing::SmallStore(dir_.File("idle.sock"), 4 << 20));
+  ASSERT_TRUE(idle.ok()) << idle.status().ToString();
+  EXPECT_EQ((*idle)->Stats().capacity, uint64_t{4} << 20);
+  EXPECT_EQ((*idle)->Stats().objects, 0u);
+  EXPECT_EQ((*idle)->Stats().largest_free_block, uint64_t{4} << 20);
+}
+
 // Speaks the protocol directly, so the connection can end while it holds an unsealed object
 // and a reference (a StoreClient keeps its connection open while any view or buffer lives).
 TEST_F(StoreTest, DisconnectAbortsUnsealedObjectsAndDropsReferences) {

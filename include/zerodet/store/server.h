@@ -42,7 +42,8 @@
 // Timeouts from clients cannot overflow the loop's deadlines (core/clock.h).
 //
 // Thread safety: Run() blocks the calling thread; Shutdown() may be called from any thread and
-// from a signal handler. Start() runs the loop on a background thread (tests, embedding).
+// from a signal handler; Stats() from any thread. Start() runs the loop on a background thread
+// (tests, embedding).
 #pragma once
 
 #include <chrono>
@@ -52,6 +53,7 @@
 #include <thread>
 
 #include "zerodet/core/status.h"
+#include "zerodet/store/client.h"
 
 namespace zerodet::store {
 
@@ -98,6 +100,13 @@ class StoreServer {
   void Stop();
 
   const StoreOptions& options() const;
+
+  // The store's statistics (as StoreClient::Stats() reports them) as of the end of the event
+  // loop's latest pass: exact between passes, since only a pass changes them; before Run(), the
+  // empty store. For the process that runs the store (`zerodet store --metrics`): no socket
+  // round trip, no client slot, and the store does not count the reader among its clients.
+  // Fast-path gets are not counted (see StoreStats). Any thread; never waits for the loop.
+  StoreStats Stats() const;
 
  private:
   class Impl;
