@@ -3,6 +3,8 @@
 // sources; the workers finish the frames already decoded. A summary goes to stderr as JSON.
 // `zerodet pipeline switch CONFIG SOURCE MODEL[:VERSION]` and `zerodet pipeline models CONFIG`
 // talk to the running pipeline over its control socket (include/zerodet/pipeline/control.h).
+// With --metrics HOST:PORT the live metrics (pipeline_metrics.h) are served to Prometheus at
+// /metrics; the port goes to stderr as {"metrics_port":N} (stdout carries the results).
 #include <signal.h>
 
 #include <atomic>
@@ -13,9 +15,11 @@
 
 #include "command_registry.h"
 #include "zerodet/core/detection_json.h"
+#include "zerodet/metrics/exposer.h"
 #include "zerodet/pipeline/config.h"
 #include "zerodet/pipeline/control.h"
 #include "zerodet/pipeline/pipeline.h"
+#include "zerodet/pipeline/pipeline_metrics.h"
 
 namespace zerodet::cli {
 namespace {
@@ -102,13 +106,19 @@ const CommandRegistrar kRegistrar("pipeline", [](CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "pipeline", "Run the multi-process detection pipeline described by a YAML file");
   auto config_path = std::make_shared<std::string>();
+  auto metrics_address = std::make_shared<std::string>("off");
   // No CLI11 existence check: LoadPipelineConfig's error names the file in zerodet's one-line
   // format (and refuses a FIFO without waiting on it). Not required: the control subcommands
   // take their own.
   cmd->add_option("config", *config_path, "Pipeline YAML (sources, models, output)");
+  cmd->add_option("--metrics", *metrics_address,
+                  "Serve the pipeline's live Prometheus metrics at http://HOST:PORT/metrics "
+                  "(port 0: any free port, printed on stderr as {\"metrics_port\":N}); off by "
+                  "default")
+      ->capture_default_str();
   AddControlCommands(cmd);
   cmd->require_subcommand(0, 1);
-  SetRun(cmd, [cmd, config_path]() -> Status {
+  SetRun(cmd, [cmd, config_path, metrics_address]() -> Status {
     if (cmd->get_subcommands().size() == 1) return Status::Ok();  // a control command ran
     if (config_path->empty()) {
       return InvalidArgumentError(
@@ -123,6 +133,17 @@ const CommandRegistrar kRegistrar("pipeline", [](CLI::App& app) {
     ::sigaction(SIGTERM, &action, nullptr);
     pipeline::PipelineOptions options;
     options.stop = &g_stop;
+    pipeline::PipelineMetrics metrics;
+    // The exposer's thread is the one other thread while the supervisor forks: the children
+    // never touch the metrics (pipeline.h). They do inherit its listening socket, unused.
+    std::unique_ptr<metrics::MetricsExposer> exposer;
+    if (*metrics_address != "off") {
+      ZD_ASSIGN_OR_RETURN(exposer,
+                          metrics::MetricsExposer::Start(metrics.registry(), *metrics_address));
+      std::fprintf(stderr, "{\"metrics_port\":%d}\n", static_cast<int>(exposer->port()));
+      std::fflush(stderr);
+      options.metrics = &metrics;
+    }
     ZD_ASSIGN_OR_RETURN(pipeline::PipelineSummary summary, pipeline::RunPipeline(config, options));
     std::fprintf(stderr, "%s\n", ToJsonLine(SummaryJson(summary)).c_str());
     return Status::Ok();

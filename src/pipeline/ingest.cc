@@ -126,9 +126,18 @@ int RunIngest(const IngestArgs& args) {
   int bad_frames_in_a_row = 0;
   const bool live =
       config.type == SourceType::kV4l2 || config.path.find("://") != std::string::npos;
+  // The ring's counters go to the supervisor while frames come (its live metrics), at most
+  // every kStatsIntervalMs: each report covers the frames of the iterations before it.
+  int64_t stats_sent_ns = start;
   for (int64_t frame = 0; !g_stop; ++frame) {
     if (interval_ns > 0) SleepUntil(start + frame * interval_ns);
     if (g_stop) break;
+    if (MonotonicNowNs() - stats_sent_ns >= kStatsIntervalMs * 1'000'000) {
+      const ring::RingStats stats = (*writer)->Stats();
+      SendMessage(args.fd, StatsMessage{stats.frames_published, stats.frames_dropped,
+                                        stats.frames_overwritten});
+      stats_sent_ns = MonotonicNowNs();
+    }
     const int64_t captured = MonotonicNowNs();
     auto more = (*source)->Advance();
     if (!more.ok()) {

@@ -27,6 +27,7 @@
 #include "zerodet/core/child_process.h"
 #include "zerodet/core/clock.h"
 #include "zerodet/models/repository.h"
+#include "zerodet/pipeline/pipeline_metrics.h"
 #include "zerodet/ring/frame_ring.h"
 
 namespace zerodet::pipeline {
@@ -237,9 +238,11 @@ class Supervisor {
       ZD_RETURN_IF_ERROR(ReapChildren(stopping));
       if (!stopping) ZD_RETURN_IF_ERROR(RestartDue());
       ServeControl(stopping);
+      PublishMetrics();
     }
     // A message read with the last exit can carry the last error.
     ZD_RETURN_IF_ERROR(fatal_);
+    PublishMetrics();
     return summary_;
   }
 
@@ -262,6 +265,41 @@ class Supervisor {
   }
 
   bool StopRequested() const { return options_.stop != nullptr && options_.stop->load(); }
+
+  // The live metrics (options_.metrics): the summary and the running processes, once per pass
+  // of the loop (a copy of a few small maps).
+  void PublishMetrics() {
+    if (options_.metrics == nullptr) return;
+    PipelineState state;
+    state.summary = summary_;
+    for (const SourceConfig& s : config_.sources) state.ingest_running[s.name] = false;
+    for (const ModelConfig& m : config_.models) state.workers_running[m.name] = 0;
+    for (const Child& c : children_) {
+      if (c.pid <= 0) continue;
+      if (c.kind == Kind::kIngest) {
+        state.ingest_running[config_.sources[static_cast<size_t>(c.index)].name] = true;
+      } else {
+        ++state.workers_running[config_.models[static_cast<size_t>(c.index)].name];
+      }
+    }
+    options_.metrics->Publish(state);
+  }
+
+  // Counts a result in the live metrics, with its stage times unless the frame failed.
+  void ObserveResult(const std::string& model, const std::string& source,
+                     const detail::ResultMessage& result) {
+    if (options_.metrics == nullptr) return;
+    if (result.failed) {
+      options_.metrics->ObserveResult(model, source, nullptr);
+      return;
+    }
+    const auto seconds = [](uint64_t ns) { return static_cast<double>(ns) / 1e9; };
+    const detail::FrameTimes& t = result.times;
+    const FrameStageSeconds stages{seconds(t.decode_ns),      seconds(t.queue_ns),
+                                   seconds(t.preprocess_ns),  seconds(t.infer_ns),
+                                   seconds(t.postprocess_ns), seconds(t.total_ns)};
+    options_.metrics->ObserveResult(model, source, &stages);
+  }
 
   int SourceIndex(const std::string& name) const {
     for (size_t s = 0; s < config_.sources.size(); ++s) {
@@ -667,6 +705,7 @@ class Supervisor {
       if (results_ring_ != nullptr) PublishResult(result->json);
       const std::string& model = config_.models[static_cast<size_t>(c.index)].name;
       ++summary_.models[model].results;
+      ObserveResult(model, config_.sources[result->source].name, *result);
       if (options_.observer.on_result) {
         options_.observer.on_result(model, c.worker, c.pid, config_.sources[result->source].name,
                                     result->sequence);

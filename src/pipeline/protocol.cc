@@ -111,8 +111,19 @@ std::string EncodeMessage(const Message& message) {
              std::to_string(m.sequence) + "\n";
     }
     std::string operator()(const ResultMessage& m) const {
-      return std::string(kResult) + " " + std::to_string(m.source) + " " +
-             std::to_string(m.sequence) + " " + OneLine(m.json) + "\n";
+      const FrameTimes& t = m.times;
+      // Appended piece by piece: GCC 12 warns falsely (-Wrestrict) on a long chain of +.
+      std::string line(kResult);
+      for (const uint64_t number :
+           {uint64_t{m.source}, m.sequence, uint64_t{m.failed}, t.decode_ns, t.queue_ns,
+            t.preprocess_ns, t.infer_ns, t.postprocess_ns, t.total_ns}) {
+        line += ' ';
+        line += std::to_string(number);
+      }
+      line += ' ';
+      line += OneLine(m.json);
+      line += '\n';
+      return line;
     }
     std::string operator()(const ErrorMessage& m) const {
       return std::string(kError) + " " + std::to_string(static_cast<int>(m.status.code())) + " " +
@@ -161,11 +172,20 @@ Result<Message> DecodeMessage(std::string_view line) {
   if (*kind == kResult) {
     const auto source = fields.Number<uint32_t>();
     const auto sequence = fields.Number<uint64_t>();
+    const auto failed = fields.Number<uint32_t>();
+    std::optional<uint64_t> times[6];
+    for (std::optional<uint64_t>& t : times) t = fields.Number<uint64_t>();
     const auto json = fields.Rest();
-    if (!source || !sequence || !json || json->empty()) {
-      return Malformed(line, "RESULT takes a source index, a sequence number and a JSON line");
+    bool complete = source && sequence && failed && *failed <= 1 && json && !json->empty();
+    for (const std::optional<uint64_t>& t : times) complete = complete && t.has_value();
+    if (!complete) {
+      return Malformed(line,
+                       "RESULT takes a source index, a sequence number, a failed flag, six stage "
+                       "times and a JSON line");
     }
-    return Message(ResultMessage{*source, *sequence, std::string(*json)});
+    ResultMessage result{*source, *sequence, std::string(*json), *failed == 1, {}};
+    result.times = {*times[0], *times[1], *times[2], *times[3], *times[4], *times[5]};
+    return Message(std::move(result));
   }
   if (*kind == kError) {
     const auto code = fields.Number<int>();

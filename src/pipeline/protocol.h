@@ -6,9 +6,16 @@
 // line of text, '\n'-terminated, fields separated by one space, numbers in decimal:
 //   READY                               ingest: its ring exists (readers may attach)
 //   STATS <published> <dropped> <overwritten>
-//                                       ingest: its ring's counters, before a clean exit
+//                                       ingest: its ring's counters (cumulative over every
+//                                       writer of the ring), at most every kStatsIntervalMs
+//                                       while frames come, and before it exits
 //   BEGIN <source> <sequence>           worker: took frame <sequence> of source <source>
-//   RESULT <source> <sequence> <json>   worker: the result line of that frame (single-line JSON)
+//   RESULT <source> <sequence> <failed> <decode_ns> <queue_ns> <preprocess_ns> <infer_ns>
+//          <postprocess_ns> <total_ns> <json>
+//                                       worker: the result line of that frame (single-line
+//                                       JSON); <failed> 1 when the detector failed on it (the
+//                                       line has "error" and the times are 0), else 0; the
+//                                       times are those of the line's latency_ms, in ns
 //   ERROR <code> <message>              either: why it exits with kExitFatal; <code> is the
 //                                       StatusCode's number, so the caller gets the child's code
 //   PREPARED <source> <model> <code> [<message>]
@@ -52,10 +59,26 @@ struct BeginMessage {
   uint64_t sequence = 0;
   bool operator==(const BeginMessage&) const = default;
 };
+// How often a running ingest reports its ring's counters (STATS) while frames come.
+inline constexpr int64_t kStatsIntervalMs = 500;
+
+// A frame's stage times, as its result line's latency_ms (see pipeline.h), in nanoseconds.
+struct FrameTimes {
+  uint64_t decode_ns = 0;  // capture (timestamp_ns) to publication in the ring
+  uint64_t queue_ns = 0;   // publication to a worker taking it
+  uint64_t preprocess_ns = 0;
+  uint64_t infer_ns = 0;
+  uint64_t postprocess_ns = 0;
+  uint64_t total_ns = 0;  // capture to the result
+  bool operator==(const FrameTimes&) const = default;
+};
+
 struct ResultMessage {
   uint32_t source = 0;
   uint64_t sequence = 0;
-  std::string json;  // one line; encoding turns any line break into a space (JSON whitespace)
+  std::string json;     // one line; encoding turns any line break into a space (JSON whitespace)
+  bool failed = false;  // the detector failed on the frame ("error" in json; times all 0)
+  FrameTimes times;
   bool operator==(const ResultMessage&) const = default;
 };
 struct ErrorMessage {

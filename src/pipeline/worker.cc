@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <future>
@@ -232,9 +233,32 @@ struct Input {
 
 // The result line of one frame (see pipeline.h); detections in the one format of
 // core/detection_json.h.
+// Nanoseconds from `from_ns` to `to_ns` (0 if the clock readings are out of order).
+uint64_t Elapsed(int64_t from_ns, int64_t to_ns) {
+  return to_ns > from_ns ? static_cast<uint64_t>(to_ns - from_ns) : 0;
+}
+
+uint64_t MsToNs(double ms) {
+  return ms > 0 ? static_cast<uint64_t>(std::llround(ms * 1e6)) : 0;
+}
+
+// The frame's stage times (all 0 when the detector failed), as its line's latency_ms.
+FrameTimes TimesOf(const ring::FrameInfo& info, int64_t taken_ns, int64_t done_ns,
+                   const Result<DetectionResult>& result) {
+  FrameTimes times;
+  if (!result.ok()) return times;
+  times.decode_ns = Elapsed(info.timestamp_ns, info.publish_time_ns);
+  times.queue_ns = Elapsed(info.publish_time_ns, taken_ns);
+  times.preprocess_ns = MsToNs(result->timing.preprocess_ms);
+  times.infer_ns = MsToNs(result->timing.infer_ms);
+  times.postprocess_ns = MsToNs(result->timing.postprocess_ms);
+  times.total_ns = Elapsed(info.timestamp_ns, done_ns);
+  return times;
+}
+
 nlohmann::ordered_json ResultJson(const WorkerArgs& args, const FrameModel* model,
                                   const Input& input, const ring::FrameInfo& info, int64_t taken_ns,
-                                  const Result<DetectionResult>& result) {
+                                  int64_t done_ns, const Result<DetectionResult>& result) {
   nlohmann::ordered_json line;
   line["source"] = input.source.name;
   line["sequence"] = info.sequence;
@@ -258,7 +282,7 @@ nlohmann::ordered_json ResultJson(const WorkerArgs& args, const FrameModel* mode
                         {"preprocess", RoundTo(t.preprocess_ms, 2)},
                         {"infer", RoundTo(t.infer_ms, 2)},
                         {"postprocess", RoundTo(t.postprocess_ms, 2)},
-                        {"total", Ms(MonotonicNowNs() - info.timestamp_ns)}};
+                        {"total", Ms(done_ns - info.timestamp_ns)}};
   return line;
 }
 
@@ -349,9 +373,11 @@ int RunWorker(const WorkerArgs& args) {
       Result<DetectionResult> result = model.ok() ? ProcessFrame(args, input, *lease, *model)
                                                   : Result<DetectionResult>(model.status());
       lease->Release();
+      const int64_t done = MonotonicNowNs();
       SendMessage(args.fd, ResultMessage{input.source.index, info.sequence,
                                          ToJsonLine(ResultJson(args, model.ok() ? &*model : nullptr,
-                                                               input, info, taken, result))});
+                                                               input, info, taken, done, result)),
+                                         !result.ok(), TimesOf(info, taken, done, result)});
     }
     turn = (turn + 1) % inputs.size();
   }

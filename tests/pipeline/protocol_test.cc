@@ -32,10 +32,15 @@ TEST(PipelineProtocolTest, EveryMessageRoundTrips) {
   const BeginMessage begin{4294967295u, 7};
   EXPECT_EQ(std::get<BeginMessage>(RoundTrip(begin)), begin);
 
-  const ResultMessage result{2, 99, R"({"source":"a b","detections":[]})"};
+  const ResultMessage result{2, 99, R"({"source":"a b","detections":[]})", false,
+                             FrameTimes{1, 2, 3, 4, 5, 18446744073709551615ull}};
   EXPECT_EQ(std::get<ResultMessage>(RoundTrip(result)), result);
+  EXPECT_EQ(EncodeMessage(result).substr(0, 51),
+            "RESULT 2 99 0 1 2 3 4 5 18446744073709551615 {\"sour");
+  const ResultMessage frame_failed{0, 3, R"({"error":"x"})", true, {}};
+  EXPECT_EQ(std::get<ResultMessage>(RoundTrip(frame_failed)), frame_failed);
   // A line break inside the JSON (whitespace between tokens) cannot split the message.
-  const ResultMessage pretty{0, 1, "{\n  \"a\": 1\n}"};
+  const ResultMessage pretty{0, 1, "{\n  \"a\": 1\n}", false, {}};
   EXPECT_EQ(std::get<ResultMessage>(RoundTrip(pretty)).json, "{   \"a\": 1 }");
 
   const ErrorMessage error{NotFoundError("source gate: no such file\nsecond line")};
@@ -85,6 +90,12 @@ TEST(PipelineProtocolTest, MalformedLinesAreCorruptData) {
       "RESULT 1 2",
       "RESULT 1 2 ",
       "RESULT one 2 {}",
+      "RESULT 1 2 {}",                 // no failed flag and times
+      "RESULT 1 2 0 1 2 3 4 5 {}",     // five times
+      "RESULT 1 2 2 1 2 3 4 5 6 {}",   // a flag that is not 0 or 1
+      "RESULT 1 2 0 1 2 3 4 5 -6 {}",  // a negative time
+      "RESULT 1 2 0 1 2 3 4 5 6",      // no JSON
+      "RESULT 1 2 0 1 2 3 4 5 6 ",
       "ERROR",
       "ERROR 5",
       "ERROR x message",
@@ -119,7 +130,7 @@ TEST(PipelineProtocolTest, MalformedLinesAreCorruptData) {
 
 TEST(PipelineProtocolTest, ReaderSplitsAStreamAtAnyBoundary) {
   const std::string stream = EncodeMessage(ReadyMessage{}) + EncodeMessage(BeginMessage{1, 5}) +
-                             EncodeMessage(ResultMessage{1, 5, R"({"x":[1,2]})"}) +
+                             EncodeMessage(ResultMessage{1, 5, R"({"x":[1,2]})", false, {}}) +
                              EncodeMessage(StatsMessage{3, 2, 1});
   for (size_t chunk = 1; chunk <= stream.size(); ++chunk) {
     MessageReader reader;

@@ -50,9 +50,13 @@
 // mapped levels) go to spdlog's default logger; the result lines go to output.results, one
 // flushed line each, and a failed write there ends the run with kIoError.
 //
+// Live metrics: with PipelineOptions::metrics the supervisor keeps a PipelineMetrics
+// (pipeline_metrics.h) up to date while it runs (`zerodet pipeline --metrics HOST:PORT`).
+//
 // RunPipeline forks; call it from a single-threaded process, on a thread that lives until it
-// returns. Not reentrant. Ownership: the children, their pipes and the rings are the
-// supervisor's and are gone when RunPipeline returns (on success and on error).
+// returns (the one exception: the thread of a metrics exposer serving options.metrics, whose
+// locks the children never take). Not reentrant. Ownership: the children, their pipes and the rings
+// are the supervisor's and are gone when RunPipeline returns (on success and on error).
 #pragma once
 
 #include <sys/types.h>
@@ -67,6 +71,8 @@
 #include "zerodet/pipeline/config.h"
 
 namespace zerodet::pipeline {
+
+class PipelineMetrics;
 
 struct SourceSummary {
   uint64_t frames_published = 0;
@@ -112,6 +118,8 @@ struct PipelineOptions {
   // Ingests wait this long for every worker to attach before the first frame, so a finite file
   // is processed from its first frame (model loading takes a while).
   int attach_timeout_ms = 60'000;
+  // Live metrics, updated by the supervisor while it runs (borrowed: must outlive the call).
+  PipelineMetrics* metrics = nullptr;
 };
 
 // Runs until every source has ended (non-looping) and the workers have processed what is in
