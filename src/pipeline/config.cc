@@ -106,6 +106,42 @@ Status ValidName(const std::string& name, const std::string& where, const Contex
   return Status::Ok();
 }
 
+std::string Resolve(const std::string& path, const fs::path& base_dir);
+
+// output.mqtt: the broker and topics of pipeline/mqtt_publisher.h. The password comes from a file
+// (its first line), never from the config itself.
+Result<MqttOptions> ParseMqtt(const YAML::Node& node, const fs::path& base_dir,
+                              const Context& ctx) {
+  if (!node.IsMap()) return ctx.Error("output.mqtt", "expected a map (host, port, ...)");
+  ZD_RETURN_IF_ERROR(CheckKeys(node,
+                               {"host", "port", "topic_prefix", "qos", "client_id", "username",
+                                "password_file", "max_queue", "keepalive"},
+                               "output.mqtt", ctx));
+  MqttOptions options;
+  ZD_RETURN_IF_ERROR(Get(node, "host", "output.mqtt", ctx, options.host));
+  ZD_RETURN_IF_ERROR(Get(node, "port", "output.mqtt", ctx, options.port));
+  ZD_RETURN_IF_ERROR(Get(node, "topic_prefix", "output.mqtt", ctx, options.topic_prefix));
+  ZD_RETURN_IF_ERROR(Get(node, "qos", "output.mqtt", ctx, options.qos));
+  ZD_RETURN_IF_ERROR(Get(node, "client_id", "output.mqtt", ctx, options.client_id));
+  ZD_RETURN_IF_ERROR(Get(node, "username", "output.mqtt", ctx, options.username));
+  ZD_RETURN_IF_ERROR(Get(node, "max_queue", "output.mqtt", ctx, options.max_queue));
+  ZD_RETURN_IF_ERROR(Get(node, "keepalive", "output.mqtt", ctx, options.keepalive_seconds));
+  std::string password_file;
+  ZD_RETURN_IF_ERROR(Get(node, "password_file", "output.mqtt", ctx, password_file));
+  if (!password_file.empty()) {
+    if (options.username.empty()) {
+      return ctx.Error("output.mqtt.password_file", "needs a username");
+    }
+    auto text = ReadFileBytes(Resolve(password_file, base_dir));
+    if (!text.ok()) return ctx.Error("output.mqtt.password_file", text.status().message());
+    const auto end = std::find(text->begin(), text->end(), '\n');
+    options.password.assign(text->begin(), end);
+  }
+  const Status valid = ValidateMqttOptions(options);
+  if (!valid.ok()) return ctx.Error("output.mqtt", valid.message());
+  return options;
+}
+
 std::string Resolve(const std::string& path, const fs::path& base_dir) {
   if (path.find("://") != std::string::npos) return path;  // a URL for libavformat
   const fs::path p(path);
@@ -332,7 +368,10 @@ Result<PipelineConfig> ParseConfig(std::string_view yaml, const fs::path& base_d
   }
   if (const YAML::Node output = root["output"]) {
     ZD_RETURN_IF_ERROR(
-        CheckKeys(output, {"results", "results_ring", "annotated_dir"}, "output", ctx));
+        CheckKeys(output, {"results", "results_ring", "annotated_dir", "mqtt"}, "output", ctx));
+    if (const YAML::Node mqtt = output["mqtt"]) {
+      ZD_ASSIGN_OR_RETURN(config.mqtt, ParseMqtt(mqtt, base_dir, ctx));
+    }
     ZD_RETURN_IF_ERROR(Get(output, "annotated_dir", "output", ctx, config.annotated_dir));
     if (!config.annotated_dir.empty())
       config.annotated_dir = Resolve(config.annotated_dir, base_dir);

@@ -27,6 +27,7 @@
 #include "zerodet/core/child_process.h"
 #include "zerodet/core/clock.h"
 #include "zerodet/models/repository.h"
+#include "zerodet/pipeline/mqtt_publisher.h"
 #include "zerodet/pipeline/pipeline_metrics.h"
 #include "zerodet/ring/frame_ring.h"
 
@@ -130,8 +131,8 @@ struct PendingSwitch {
 class Supervisor {
  public:
   Supervisor(const PipelineConfig& config, const PipelineOptions& options, FILE* out,
-             ring::RingWriter* results_ring)
-      : config_(config), options_(options), out_(out), results_ring_(results_ring) {
+             ring::RingWriter* results_ring, MqttPublisher* mqtt)
+      : config_(config), options_(options), out_(out), results_ring_(results_ring), mqtt_(mqtt) {
     prefix_ = options.ring_prefix.empty() ? DefaultRingPrefix() : options.ring_prefix;
     for (const SourceConfig& s : config.sources) summary_.sources[s.name] = {};
     for (const ModelConfig& m : config.models) summary_.models[m.name] = {};
@@ -703,6 +704,8 @@ class Supervisor {
       c.in_flight = false;
       WriteResult(result->json);
       if (results_ring_ != nullptr) PublishResult(result->json);
+      // Full queue (the broker away too long): dropped and counted in the summary.
+      if (mqtt_ != nullptr) mqtt_->Publish(config_.sources[result->source].name, result->json);
       const std::string& model = config_.models[static_cast<size_t>(c.index)].name;
       ++summary_.models[model].results;
       ObserveResult(model, config_.sources[result->source].name, *result);
@@ -835,6 +838,7 @@ class Supervisor {
   const PipelineOptions& options_;
   FILE* out_;
   ring::RingWriter* results_ring_;
+  MqttPublisher* mqtt_;
   std::string prefix_;
   std::vector<Child> children_;
   std::set<int> ready_;
@@ -885,8 +889,27 @@ Result<PipelineSummary> Run(const PipelineConfig& config, const PipelineOptions&
     }
     results_ring = std::move(opened).value();
   }
-  Supervisor supervisor(config, options, out, results_ring.get());
-  return supervisor.Run();
+  std::unique_ptr<MqttPublisher> mqtt;
+  if (config.mqtt) {
+    auto created = MqttPublisher::Create(*config.mqtt);
+    if (!created.ok()) return created.status().WithContext("output.mqtt");
+    mqtt = std::move(created).value();
+  }
+  Result<PipelineSummary> summary = [&] {
+    Supervisor supervisor(config, options, out, results_ring.get(), mqtt.get());
+    return supervisor.Run();
+  }();
+  if (summary.ok() && mqtt) {
+    // Results still on their way get a moment to reach the broker before the client goes.
+    const Deadline flush = Deadline::After(std::chrono::seconds(5));
+    while (mqtt->stats().published > mqtt->stats().acknowledged && !flush.expired()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    const MqttStats stats = mqtt->stats();
+    summary->mqtt_published = stats.published;
+    summary->mqtt_dropped = stats.dropped + (stats.published - stats.acknowledged);
+  }
+  return summary;
 }
 
 }  // namespace

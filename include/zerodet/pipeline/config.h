@@ -39,6 +39,16 @@
 //                                  # name is machine-wide (/dev/shm): see pipeline.h
 //     annotated_dir: annotated     # also write <source>-<model>-<sequence>.jpg with the boxes
 //                                  # drawn (optional; costs an encode per frame)
+//     mqtt:                        # also publish each line to an MQTT broker (optional), on
+//       host: broker.example       # <topic_prefix>/<source>, QoS 1 (pipeline/mqtt_publisher.h)
+//       port: 1883
+//       topic_prefix: zerodet/line1
+//       qos: 1
+//       client_id: line1           # default: zerodet-<pid>
+//       username: line1            # optional, with password_file (its first line)
+//       password_file: /run/secrets/mqtt
+//       max_queue: 10000           # results waiting for the broker; beyond: dropped, counted
+//       keepalive: 30
 //   supervision:
 //     restart_backoff_ms: 200
 //     max_restarts: 20             # per worker or ingest slot; then the pipeline fails
@@ -56,6 +66,7 @@
 #include <vector>
 
 #include "zerodet/core/status.h"
+#include "zerodet/pipeline/mqtt_publisher.h"
 #include "zerodet/ring/frame_ring.h"
 
 namespace zerodet::pipeline {
@@ -108,8 +119,9 @@ struct PipelineConfig {
   std::vector<SourceConfig> sources;
   std::vector<ModelConfig> models;
   std::string results = "-";
-  std::string results_ring;   // empty: none
-  std::string annotated_dir;  // empty: none
+  std::string results_ring;         // empty: none
+  std::string annotated_dir;        // empty: none
+  std::optional<MqttOptions> mqtt;  // nullopt: results go to no broker
   int restart_backoff_ms = 200;
   int max_restarts = 20;
   // Where the supervisor listens for control requests (pipeline/control.h); nullopt or empty:

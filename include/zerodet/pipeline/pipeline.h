@@ -91,6 +91,8 @@ struct PipelineSummary {
   std::map<std::string, SourceSummary> sources;
   std::map<std::string, ModelSummary> models;
   uint64_t results_ring_oversized = 0;  // result lines too long for a results-ring slot
+  uint64_t mqtt_published = 0;          // result lines queued for the MQTT broker
+  uint64_t mqtt_dropped = 0;  // not delivered: the queue was full, or unacknowledged at the end
 };
 
 // Optional hooks into the supervisor (tests and tools); called on the supervisor's thread.
