@@ -126,18 +126,19 @@ int RunIngest(const IngestArgs& args) {
   int bad_frames_in_a_row = 0;
   const bool live =
       config.type == SourceType::kV4l2 || config.path.find("://") != std::string::npos;
-  // The ring's counters go to the supervisor while frames come (its live metrics), at most
-  // every kStatsIntervalMs: each report covers the frames of the iterations before it.
+  // The ring's counters go to the supervisor while frames come (its live metrics): after a
+  // frame is published or dropped, when the last report is kStatsIntervalMs old.
   int64_t stats_sent_ns = start;
+  const auto report_if_due = [&] {
+    if (MonotonicNowNs() - stats_sent_ns < kStatsIntervalMs * 1'000'000) return;
+    const ring::RingStats stats = (*writer)->Stats();
+    SendMessage(args.fd, StatsMessage{stats.frames_published, stats.frames_dropped,
+                                      stats.frames_overwritten});
+    stats_sent_ns = MonotonicNowNs();
+  };
   for (int64_t frame = 0; !g_stop; ++frame) {
     if (interval_ns > 0) SleepUntil(start + frame * interval_ns);
     if (g_stop) break;
-    if (MonotonicNowNs() - stats_sent_ns >= kStatsIntervalMs * 1'000'000) {
-      const ring::RingStats stats = (*writer)->Stats();
-      SendMessage(args.fd, StatsMessage{stats.frames_published, stats.frames_dropped,
-                                        stats.frames_overwritten});
-      stats_sent_ns = MonotonicNowNs();
-    }
     const int64_t captured = MonotonicNowNs();
     auto more = (*source)->Advance();
     if (!more.ok()) {
@@ -165,7 +166,10 @@ int RunIngest(const IngestArgs& args) {
       break;
     }
     auto slot = (*writer)->BeginFrame();
-    if (!slot.ok()) continue;  // no free slot: dropped and counted by the ring
+    if (!slot.ok()) {  // no free slot: dropped and counted by the ring
+      report_if_due();
+      continue;
+    }
     const Status written = (*source)->WriteRgb(*slot);
     if (!written.ok()) {
       (*writer)->Abandon();
@@ -180,6 +184,7 @@ int RunIngest(const IngestArgs& args) {
     info.pixel_format = PixelFormat::kRGB8;
     info.format = ring::FrameFormat::kRawPixels;
     (void)(*writer)->Publish(info);
+    report_if_due();
   }
   const ring::RingStats stats = (*writer)->Stats();
   SendMessage(args.fd,

@@ -25,8 +25,10 @@
 //   zerodet_pipeline_frames_lost_in_flight_total{model}  counter: frames of workers that died
 //   zerodet_pipeline_workers_running{model}            gauge: worker processes running now
 // And zerodet_pipeline_results_ring_oversized_total (lines too long for the results ring).
-// Frame counters lag the rings by at most half a second while frames come (each ingest reports
-// its ring's counters that often) and are exact once an ingest has exited.
+// Frame counters come from the ingests, which report their ring's counters after a frame when
+// the last report is half a second old: while frames come they lag the ring by at most that
+// (or by the frames since the last report, when a stream stalls), and they are exact once an
+// ingest has exited.
 //
 // Ownership: the registry is shared (registry()); the metrics own everything in it. Lifetime:
 // must outlive the RunPipeline that updates it.
