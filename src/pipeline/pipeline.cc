@@ -22,12 +22,12 @@
 #include <thread>
 
 #include "control_server.h"
+#include "mqtt_relay.h"
 #include "processes.h"
 #include "protocol.h"
 #include "zerodet/core/child_process.h"
 #include "zerodet/core/clock.h"
 #include "zerodet/models/repository.h"
-#include "zerodet/pipeline/mqtt_publisher.h"
 #include "zerodet/pipeline/pipeline_metrics.h"
 #include "zerodet/ring/frame_ring.h"
 
@@ -131,7 +131,7 @@ struct PendingSwitch {
 class Supervisor {
  public:
   Supervisor(const PipelineConfig& config, const PipelineOptions& options, FILE* out,
-             ring::RingWriter* results_ring, MqttPublisher* mqtt)
+             ring::RingWriter* results_ring, detail::MqttRelay* mqtt)
       : config_(config), options_(options), out_(out), results_ring_(results_ring), mqtt_(mqtt) {
     prefix_ = options.ring_prefix.empty() ? DefaultRingPrefix() : options.ring_prefix;
     for (const SourceConfig& s : config.sources) summary_.sources[s.name] = {};
@@ -541,8 +541,10 @@ class Supervisor {
         if (other.fd >= 0) ::close(other.fd);
         if (other.control_fd >= 0) ::close(other.control_fd);
       }
-      // The child must not hold the control socket (nor unlink it: it is the supervisor's).
+      // The child must not hold the control socket (nor unlink it: it is the supervisor's),
+      // nor the MQTT relay's (the relay ends when the supervisor's end closes).
       if (control_) control_->CloseAfterFork();
+      if (mqtt_ != nullptr) mqtt_->CloseInChild();
       PrepareChildSignals(c.kind);
       ::_exit(RunChildContained(c, fds[1], control[1]));
     }
@@ -705,7 +707,7 @@ class Supervisor {
       WriteResult(result->json);
       if (results_ring_ != nullptr) PublishResult(result->json);
       // Full queue (the broker away too long): dropped and counted in the summary.
-      if (mqtt_ != nullptr) mqtt_->Publish(config_.sources[result->source].name, result->json);
+      if (mqtt_ != nullptr) mqtt_->Send(config_.sources[result->source].name, result->json);
       const std::string& model = config_.models[static_cast<size_t>(c.index)].name;
       ++summary_.models[model].results;
       ObserveResult(model, config_.sources[result->source].name, *result);
@@ -838,7 +840,7 @@ class Supervisor {
   const PipelineOptions& options_;
   FILE* out_;
   ring::RingWriter* results_ring_;
-  MqttPublisher* mqtt_;
+  detail::MqttRelay* mqtt_;
   std::string prefix_;
   std::vector<Child> children_;
   std::set<int> ready_;
@@ -889,25 +891,24 @@ Result<PipelineSummary> Run(const PipelineConfig& config, const PipelineOptions&
     }
     results_ring = std::move(opened).value();
   }
-  std::unique_ptr<MqttPublisher> mqtt;
+  // The MQTT client runs in a relay child forked now, while this process has no other thread:
+  // its threads could otherwise hold a lock across the forks of the ingests and workers.
+  std::unique_ptr<detail::MqttRelay> mqtt;
   if (config.mqtt) {
-    auto created = MqttPublisher::Create(*config.mqtt);
-    if (!created.ok()) return created.status().WithContext("output.mqtt");
-    mqtt = std::move(created).value();
+    ZD_RETURN_IF_ERROR(ValidateMqttOptions(*config.mqtt).WithContext("output.mqtt"));
+    ZD_ASSIGN_OR_RETURN(mqtt, detail::MqttRelay::Start(*config.mqtt));
   }
   Result<PipelineSummary> summary = [&] {
     Supervisor supervisor(config, options, out, results_ring.get(), mqtt.get());
     return supervisor.Run();
   }();
-  if (summary.ok() && mqtt) {
-    // Results still on their way get a moment to reach the broker before the client goes.
-    const Deadline flush = Deadline::After(std::chrono::seconds(5));
-    while (mqtt->stats().published > mqtt->stats().acknowledged && !flush.expired()) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (mqtt) {
+    // Results still on their way get a few seconds to reach the broker.
+    const detail::MqttRelay::Counts counts = mqtt->Finish(std::chrono::seconds(10));
+    if (summary.ok()) {
+      summary->mqtt_published = counts.published;
+      summary->mqtt_dropped = counts.dropped;
     }
-    const MqttStats stats = mqtt->stats();
-    summary->mqtt_published = stats.published;
-    summary->mqtt_dropped = stats.dropped + (stats.published - stats.acknowledged);
   }
   return summary;
 }
