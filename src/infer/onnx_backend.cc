@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "zerodet/core/file.h"
+#include "zerodet/core/sanitizers.h"
 #include "zerodet/infer/backend.h"
 
 namespace zerodet {
@@ -732,7 +733,7 @@ Result<std::unique_ptr<Backend>> CreateOnnxBackend(const std::filesystem::path& 
 
 }  // namespace zerodet
 
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(ZERODET_ASAN)
 // ONNX Runtime 1.29 leaks one 14-byte allocation when the first Ort::Env is created (reproduced
 // with a bare Ort::Env in an otherwise empty program). The library is not ours to fix, and every
 // program that uses a backend would fail LeakSanitizer on it, so its allocations are exempted.
@@ -742,7 +743,7 @@ extern "C" const char* __lsan_default_suppressions() {
 }
 #endif
 
-#if defined(__SANITIZE_THREAD__)
+#if defined(ZERODET_TSAN)
 // ONNX Runtime is not built with ThreadSanitizer: its own threads synchronize through code TSan
 // does not see (its thread pool's lock-free queues and spin-waits), so TSan reports races between
 // them inside the library (first seen when a shared thread pool starts its threads). The races

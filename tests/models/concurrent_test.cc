@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "models_test_util.h"
+#include "zerodet/core/sanitizers.h"
 #include "zerodet/models/model_manager.h"
 
 namespace zerodet {
@@ -22,7 +23,7 @@ using ::zerodet::testing::RealModelFiles;
 using ::zerodet::testing::SharedModel;
 using ::zerodet::testing::TempDir;
 
-#if defined(__SANITIZE_THREAD__)
+#if defined(ZERODET_TSAN)
 constexpr bool kSmallModels = true;
 constexpr int kRequestsPerThread = 100;
 #else

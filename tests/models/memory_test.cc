@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "models_test_util.h"
+#include "zerodet/core/sanitizers.h"
 #include "zerodet/models/memory_probe.h"
 #include "zerodet/models/model_manager.h"
 
@@ -19,7 +20,7 @@ std::string ModelName(size_t i) {
 }
 
 TEST(ManagerMemoryTest, UnloadingSixModelsReturnsTheirMemory) {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if defined(ZERODET_ASAN) || defined(ZERODET_TSAN)
   GTEST_SKIP() << "sanitizer allocators keep freed memory (quarantine), so RSS does not return";
 #endif
   TempDir repo("models_memory");
