@@ -27,14 +27,7 @@ if [[ -z "$sanitize" ]]; then
   cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     ${ZERODET_WERROR:+-DZERODET_WERROR="$ZERODET_WERROR"} >/dev/null
 else
-  case "$sanitize" in
-    thread) build_dir=build-tsan ;;
-    *) build_dir=build-asan ;;
-  esac
-  # -O1 -g1: sanitizers need no more to report well, and it compiles much faster than -O2 -g.
-  cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
-    -DZERODET_SANITIZE="$sanitize" -DZERODET_BUILD_BENCH=OFF >/dev/null
+  build_dir=$(scripts/configure_sanitizer.sh "$sanitize")
   export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
   export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}

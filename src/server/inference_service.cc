@@ -303,7 +303,8 @@ Status InferenceService::Bind(const InferRequest& request, const ModelInfo& info
       bound.selected.push_back(static_cast<size_t>(it - info.outputs.begin()));
     }
   }
-  for (const auto& [name, ref] : request.output_shared_memory) {
+  for (const auto& entry : request.output_shared_memory) {
+    const std::string& name = entry.first;  // not a structured binding: clang 14 cannot capture one
     const bool chosen = std::any_of(bound.selected.begin(), bound.selected.end(),
                                     [&](size_t i) { return info.outputs[i].name == name; });
     if (!chosen) {

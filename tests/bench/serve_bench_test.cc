@@ -24,7 +24,7 @@ TEST(ServeBenchTest, AShortRunMeasuresEveryPathAndCleansUp) {
     EXPECT_EQ((*result)[path]["samples"], 2) << path;
     EXPECT_GT((*result)[path]["p50_us"].get<double>(), 0.0) << path;
   }
-  EXPECT_EQ((*result)["input_shape"], nlohmann::json::parse("[1,3,320,320]"));
+  EXPECT_EQ((*result)["input_shape"].dump(), "[1,3,320,320]");
   EXPECT_GT((*result)["detect_http_images_per_s"]["concurrency_16"].get<double>(), 0.0);
   // The shared-memory object is gone.
   const std::string key = "/dev/shm/zerodet-serve-bench-" + std::to_string(::getpid());
