@@ -23,6 +23,8 @@ constexpr int kMaxWarmupRuns = 1000;
 constexpr int kMaxBatch = 1024;
 // Longest a request may wait for others to batch with (10 s; Triton sets no bound).
 constexpr int kMaxQueueDelayUs = 10'000'000;
+// Longest a model's queue policy may let a request wait (2000 s).
+constexpr int kMaxQueueTimeoutUs = 2'000'000'000;
 
 // Reads a scalar of type T from `node`, or fails naming the key. yaml-cpp throws on conversion
 // failures; the caller catches YAML::Exception.
@@ -87,8 +89,9 @@ Status ParseVersionPolicy(const YAML::Node& node, const std::string& where, Vers
   return Status::Ok();
 }
 
-// dynamic_batching: {max_queue_delay_us: 2000, preferred_batch_sizes: [4, 8]} ({} for the
-// defaults: no delay, no preferred sizes), as Triton's dynamic_batching.
+// dynamic_batching: {max_queue_delay_us: 2000, preferred_batch_sizes: [4, 8], max_queue_size: 64,
+// queue_timeout_us: 500000} ({} for the defaults: no delay, no preferred sizes, the server's
+// queue policy), as Triton's dynamic_batching and its default_queue_policy.
 Status ParseDynamicBatching(const YAML::Node& node, const std::string& where,
                             std::optional<DynamicBatching>& out) {
   if (!node.IsMap()) {
@@ -111,9 +114,18 @@ Status ParseDynamicBatching(const YAML::Node& node, const std::string& where,
             int size, IntInRange(entry.second[i], where + ".preferred_batch_sizes", 1, kMaxBatch));
         batching.preferred_batch_sizes.push_back(size);
       }
+    } else if (key == "max_queue_size") {
+      ZD_ASSIGN_OR_RETURN(int size,
+                          IntInRange(entry.second, where + ".max_queue_size", 0, 1'000'000));
+      batching.max_queue_size = static_cast<uint32_t>(size);
+    } else if (key == "queue_timeout_us") {
+      ZD_ASSIGN_OR_RETURN(int timeout, IntInRange(entry.second, where + ".queue_timeout_us", 0,
+                                                  kMaxQueueTimeoutUs));
+      batching.queue_timeout_us = static_cast<uint64_t>(timeout);
     } else {
       return InvalidArgumentError(where + ": unknown key '" + key +
-                                  "' (expected max_queue_delay_us, preferred_batch_sizes)");
+                                  "' (expected max_queue_delay_us, preferred_batch_sizes, "
+                                  "max_queue_size, queue_timeout_us)");
     }
   }
   out = std::move(batching);
@@ -239,6 +251,10 @@ Status Validate(const ModelConfig& c, const std::string& origin) {
                                     std::to_string(size) + " is outside 1..max_batch (" +
                                     std::to_string(c.max_batch) + ")");
       }
+    }
+    if (c.dynamic_batching->queue_timeout_us > static_cast<uint64_t>(kMaxQueueTimeoutUs)) {
+      return InvalidArgumentError(origin + ": dynamic_batching: the queue timeout is over " +
+                                  std::to_string(kMaxQueueTimeoutUs) + " us");
     }
     if (c.dynamic_batching->max_queue_delay_us > kMaxQueueDelayUs) {
       return InvalidArgumentError(origin + ": dynamic_batching: max_queue_delay_us is over " +

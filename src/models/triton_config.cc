@@ -225,8 +225,18 @@ Status MapConfig(const triton::ModelConfig& in, const std::string& origin, Model
     out.dynamic_batching = DynamicBatching{
         {batching.preferred_batch_size().begin(), batching.preferred_batch_size().end()},
         batching.max_queue_delay_microseconds()};
-    ReportUnhandledFields(batching, "dynamic_batching.",
-                          {"preferred_batch_size", "max_queue_delay_microseconds"}, unsupported);
+    std::vector<std::string> handled = {"preferred_batch_size", "max_queue_delay_microseconds"};
+    // The queue policy's bound and timeout (REJECT, Triton's default action); DELAY and
+    // per-request overrides are reported below.
+    if (batching.has_default_queue_policy()) {
+      const triton::ModelQueuePolicy& policy = batching.default_queue_policy();
+      out.dynamic_batching->max_queue_size = policy.max_queue_size();
+      out.dynamic_batching->queue_timeout_us = policy.default_timeout_microseconds();
+      ReportUnhandledFields(policy, "dynamic_batching.default_queue_policy.",
+                            {"max_queue_size", "default_timeout_microseconds"}, unsupported);
+      handled.push_back("default_queue_policy");
+    }
+    ReportUnhandledFields(batching, "dynamic_batching.", handled, unsupported);
   }
   ZD_RETURN_IF_ERROR(MapParameters(in, origin, out, unsupported));
   ReportUnhandledFields(in, "",

@@ -78,11 +78,13 @@ bool InferenceService::KnownModel(std::string_view name) const {
   return manager_.Index().Find(name) != nullptr;
 }
 
-Result<InferenceService::QueueSlot> InferenceService::EnterQueue(const std::string& name) {
-  if (options_.max_queue == 0) return QueueSlot();
+Result<InferenceService::QueueSlot> InferenceService::EnterQueue(const std::string& name,
+                                                                 uint32_t model_max_queue) {
+  const uint32_t max_queue = model_max_queue > 0 ? model_max_queue : options_.max_queue;
+  if (max_queue == 0) return QueueSlot();
   const std::lock_guard lock(queues_mutex_);
   uint32_t& waiting = waiting_[name];
-  if (waiting >= options_.max_queue) {
+  if (waiting >= max_queue) {
     return ResourceExhaustedError("model " + name.substr(0, 100) + " has " +
                                   std::to_string(waiting) +
                                   " requests waiting, the most its queue holds; retry later");
@@ -100,27 +102,34 @@ InferenceService::QueueSlot::~QueueSlot() {
   }
 }
 
-Deadline InferenceService::QueueDeadline(Deadline deadline) const {
-  if (options_.queue_timeout.count() <= 0) return deadline;
-  return std::min(deadline, Deadline::After(options_.queue_timeout));
+std::chrono::microseconds InferenceService::QueueTimeout(uint64_t model_timeout_us) const {
+  if (model_timeout_us > 0) return std::chrono::microseconds(model_timeout_us);
+  return options_.queue_timeout;
 }
 
-Status InferenceService::QueueTimeoutError(const std::string& name) const {
-  return UnavailableError("model " + name.substr(0, 100) + " was not free within the queue " +
-                          "timeout of " + std::to_string(options_.queue_timeout.count()) +
-                          " ms; retry later");
+Deadline InferenceService::QueueDeadline(Deadline deadline, uint64_t model_timeout_us) const {
+  const std::chrono::microseconds timeout = QueueTimeout(model_timeout_us);
+  if (timeout.count() <= 0) return deadline;
+  return std::min(deadline, Deadline::After(timeout));
+}
+
+Status InferenceService::QueueTimeoutError(const std::string& name,
+                                           uint64_t model_timeout_us) const {
+  return UnavailableError(
+      "model " + name.substr(0, 100) + " was not free within the queue " + "timeout of " +
+      std::to_string(QueueTimeout(model_timeout_us).count() / 1000) + " ms; retry later");
 }
 
 Result<ModelHandle> InferenceService::AcquireWithin(const std::string& name,
                                                     std::optional<int64_t> version,
-                                                    Deadline deadline) {
+                                                    Deadline deadline, uint64_t model_timeout_us) {
   AcquireOptions acquire;
   acquire.version = version;
-  acquire.deadline = QueueDeadline(deadline);
+  acquire.deadline = QueueDeadline(deadline, model_timeout_us);
   const bool queue_deadline = acquire.deadline < deadline;
   Result<ModelHandle> handle = manager_.Acquire(name, acquire);
   if (!handle.ok() && queue_deadline && handle.status().code() == StatusCode::kDeadlineExceeded) {
-    return QueueTimeoutError(name);
+    return QueueTimeoutError(name, model_timeout_us);
   }
   return handle;
 }
@@ -428,15 +437,19 @@ Status InferenceService::InferStages(const InferRequest& request, const InferSin
 
 Status InferenceService::InferBatched(InferJob& job, const BatchingPolicy& policy) {
   const InferRequest& request = *job.request;
-  ZD_ASSIGN_OR_RETURN(QueueSlot slot, EnterQueue(request.model_name));
-  job.deadline = QueueDeadline(request.deadline);
-  if (job.deadline < request.deadline) job.expired_status = QueueTimeoutError(request.model_name);
+  const DynamicBatching& queue = policy.batching;
+  ZD_ASSIGN_OR_RETURN(QueueSlot slot, EnterQueue(request.model_name, queue.max_queue_size));
+  job.deadline = QueueDeadline(request.deadline, queue.queue_timeout_us);
+  if (job.deadline < request.deadline) {
+    job.expired_status = QueueTimeoutError(request.model_name, queue.queue_timeout_us);
+  }
   job.inflight->QueueBegin();
   const Status status = batcher_.Submit(
       BatchQueueName("infer", request.model_name, request.model_version), job, policy,
-      [this, &job](DynamicBatcher::Gathering& gathering) {
-        Result<ModelHandle> handle = AcquireWithin(
-            job.request->model_name, job.request->model_version, job.request->deadline);
+      [this, &job, &queue](DynamicBatcher::Gathering& gathering) {
+        Result<ModelHandle> handle =
+            AcquireWithin(job.request->model_name, job.request->model_version,
+                          job.request->deadline, queue.queue_timeout_us);
         std::vector<DynamicBatcher::Job*> batch = gathering.Take();
         std::vector<InferJob*> jobs;
         for (DynamicBatcher::Job* taken : batch) {
@@ -680,15 +693,19 @@ Result<DetectResponse> InferenceService::FinishDetect(const DetectRequest& reque
 
 Status InferenceService::DetectBatched(DetectJob& job, const BatchingPolicy& policy) {
   const DetectRequest& request = *job.request;
-  ZD_ASSIGN_OR_RETURN(QueueSlot slot, EnterQueue(request.model_name));
-  job.deadline = QueueDeadline(request.deadline);
-  if (job.deadline < request.deadline) job.expired_status = QueueTimeoutError(request.model_name);
+  const DynamicBatching& queue = policy.batching;
+  ZD_ASSIGN_OR_RETURN(QueueSlot slot, EnterQueue(request.model_name, queue.max_queue_size));
+  job.deadline = QueueDeadline(request.deadline, queue.queue_timeout_us);
+  if (job.deadline < request.deadline) {
+    job.expired_status = QueueTimeoutError(request.model_name, queue.queue_timeout_us);
+  }
   job.inflight->QueueBegin();
   const Status status = batcher_.Submit(
       BatchQueueName("detect", request.model_name, request.model_version), job, policy,
-      [this, &job](DynamicBatcher::Gathering& gathering) {
-        Result<ModelHandle> handle = AcquireWithin(
-            job.request->model_name, job.request->model_version, job.request->deadline);
+      [this, &job, &queue](DynamicBatcher::Gathering& gathering) {
+        Result<ModelHandle> handle =
+            AcquireWithin(job.request->model_name, job.request->model_version,
+                          job.request->deadline, queue.queue_timeout_us);
         std::vector<DynamicBatcher::Job*> batch = gathering.Take();
         std::vector<DetectJob*> jobs;
         for (DynamicBatcher::Job* taken : batch) {

@@ -249,6 +249,20 @@ TEST(ReadModelConfigTest, DynamicBatchingFromYamlWithinMaxBatch) {
   }
 }
 
+TEST(TritonConfigTest, DynamicBatchingQueuePolicy) {
+  ModelConfig c = Named("yolo");
+  const Status status = ApplyTritonConfig(
+      "max_batch_size: 8\n"
+      "dynamic_batching { default_queue_policy { max_queue_size: 16 "
+      "default_timeout_microseconds: 250000 timeout_action: DELAY } }",
+      "yolo/config.pbtxt", c);
+  ASSERT_TRUE(status.ok()) << status.ToString();
+  ASSERT_TRUE(c.dynamic_batching.has_value());
+  EXPECT_EQ(c.dynamic_batching->max_queue_size, 16u);
+  EXPECT_EQ(c.dynamic_batching->queue_timeout_us, 250000u);
+  EXPECT_TRUE(AnyContains(c.unsupported, "default_queue_policy.timeout_action"));
+}
+
 TEST(VersionPolicyTest, SelectsAsTriton) {
   const std::vector<int64_t> available = {1, 2, 3, 7};
   EXPECT_EQ(VersionPolicy{}.Select(available), (std::vector<int64_t>{7}));

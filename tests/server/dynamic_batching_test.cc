@@ -175,6 +175,12 @@ class DynamicBatchingServiceTest : public ::testing::Test {
     std::ofstream(repo / "quick" / "config.yaml")
         << "max_batch: 4\n"
            "dynamic_batching: {max_queue_delay_us: 200000, preferred_batch_sizes: [4]}\n";
+    // A queue policy of its own: two requests may wait, for at most 1 s.
+    AddVersion(repo, "bounded", 1, dynamic);
+    std::ofstream(repo / "bounded" / "config.yaml")
+        << "max_batch: 4\n"
+           "dynamic_batching: {max_queue_delay_us: 10000000, preferred_batch_sizes: [4],\n"
+           "                   max_queue_size: 2, queue_timeout_us: 1000000}\n";
     AddVersion(repo, "static", 1, SharedModel("yolo11n-320.onnx"));
     ManagerOptions options;
     options.repository = repo;
@@ -328,6 +334,30 @@ TEST_F(DynamicBatchingServiceTest, BadRequestsInABatchFailAloneAndTheOthersStill
       EXPECT_TRUE(statuses[i].ok()) << statuses[i].ToString();
     }
   }
+}
+
+TEST_F(DynamicBatchingServiceTest, AModelsQueuePolicyBoundsAndTimesOutItsRequests) {
+  // Four at once: two wait (the batch never fills: it would wait 10 s for four), two are
+  // refused at once; the two waiting give up after the model's 1 s queue timeout.
+  std::vector<Status> statuses(4);
+  std::vector<std::thread> threads;
+  std::barrier start(4);
+  for (size_t i = 0; i < 4; ++i) {
+    threads.emplace_back([&, i] {
+      start.arrive_and_wait();
+      statuses[i] = Infer("bounded", i).status();
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  int refused = 0;
+  int timed_out = 0;
+  for (const Status& status : statuses) {
+    refused += status.code() == StatusCode::kResourceExhausted ? 1 : 0;
+    timed_out += status.code() == StatusCode::kUnavailable ? 1 : 0;
+    EXPECT_FALSE(status.ok());
+  }
+  EXPECT_EQ(refused, 2);
+  EXPECT_EQ(timed_out, 2);
 }
 
 TEST_F(DynamicBatchingServiceTest, BatchedDetectionsEqualTheDetectorsOnEachImage) {

@@ -18,8 +18,10 @@
 //   pinned: false                # never evicted
 //   preload: false               # loaded when the manager starts
 //   max_batch: 1                 # images per Run for models with a dynamic batch
-//   dynamic_batching: {max_queue_delay_us: 2000, preferred_batch_sizes: [4, 8]}
-//                                # zerodet serve batches concurrent requests (Triton's knobs)
+//   dynamic_batching: {max_queue_delay_us: 2000, preferred_batch_sizes: [4, 8],
+//                      max_queue_size: 64, queue_timeout_us: 500000}
+//                                # zerodet serve batches concurrent requests (Triton's knobs,
+//                                # the queue policy as its default_queue_policy)
 //   version_policy: {latest: 1}  # or all, or {specific: [1, 3]} (Triton's policies)
 //   default_version: 2           # requests without a version go here (instead of the newest)
 //   traffic: {2: 90, 3: 10}      # weighted split of requests without a version (canaries)
@@ -62,6 +64,10 @@ struct VersionPolicy {
 struct DynamicBatching {
   std::vector<int> preferred_batch_sizes;  // each within 1..max_batch
   uint64_t max_queue_delay_us = 0;         // at most 10 s
+  // The model's queue policy (Triton's default_queue_policy, REJECT): at most max_queue_size
+  // requests wait for it, a request waits at most queue_timeout_us. 0: the server's policy.
+  uint32_t max_queue_size = 0;
+  uint64_t queue_timeout_us = 0;
 };
 
 // A tensor the config declares (Triton's input/output); checked against the model at load.

@@ -169,11 +169,12 @@ class InferenceService {
     // zerodet's store, for inputs that name its objects (borrowed; must outlive the service).
     // nullptr: such inputs are refused.
     store::StoreClient* store = nullptr;
-    // Queue policy per model (Triton's default_queue_policy, server-wide here): at most
-    // max_queue requests may wait for a model (its load or a free instance) at once, more are
-    // refused with kResourceExhausted (HTTP 429, gRPC RESOURCE_EXHAUSTED); a request waits at
-    // most queue_timeout, then fails with kUnavailable (HTTP 503). 0: unbounded / only the
-    // request's own deadline.
+    // Queue policy, per model: at most max_queue requests may wait for a model (its load, a
+    // free instance or its batch) at once, more are refused with kResourceExhausted (HTTP 429,
+    // gRPC RESOURCE_EXHAUSTED); a request waits at most queue_timeout, then fails with
+    // kUnavailable (HTTP 503). 0: unbounded / only the request's own deadline. A model whose
+    // config has a queue policy (dynamic_batching's, Triton's default_queue_policy) uses its
+    // own values instead.
     uint32_t max_queue = 0;
     std::chrono::milliseconds queue_timeout{0};
   };
@@ -238,15 +239,18 @@ class InferenceService {
     std::string name_;
   };
 
-  // Takes a place in `name`'s queue. Errors: kResourceExhausted when Options::max_queue
-  // requests already wait for it.
-  Result<QueueSlot> EnterQueue(const std::string& name);
-  // `deadline`, shortened to Options::queue_timeout from now.
-  Deadline QueueDeadline(Deadline deadline) const;
-  Status QueueTimeoutError(const std::string& name) const;
-  // Acquire with QueueDeadline(deadline); running out of the queue timeout is kUnavailable.
+  // Takes a place in `name`'s queue. Errors: kResourceExhausted when the most requests wait for
+  // it already: `model_max_queue` (its config's queue policy), or Options::max_queue when 0.
+  Result<QueueSlot> EnterQueue(const std::string& name, uint32_t model_max_queue = 0);
+  // The queue timeout: the model's (`model_timeout_us`, its config's), else Options's.
+  std::chrono::microseconds QueueTimeout(uint64_t model_timeout_us) const;
+  // `deadline`, shortened to the queue timeout from now.
+  Deadline QueueDeadline(Deadline deadline, uint64_t model_timeout_us = 0) const;
+  Status QueueTimeoutError(const std::string& name, uint64_t model_timeout_us = 0) const;
+  // Acquire with QueueDeadline(deadline, model_timeout_us); running out of the queue timeout
+  // is kUnavailable.
   Result<ModelHandle> AcquireWithin(const std::string& name, std::optional<int64_t> version,
-                                    Deadline deadline);
+                                    Deadline deadline, uint64_t model_timeout_us = 0);
   // EnterQueue, then AcquireWithin, counted as queued in `inflight` while it waits.
   Result<ModelHandle> AcquireQueued(const std::string& name, std::optional<int64_t> version,
                                     Deadline deadline, ServerMetrics::InFlight& inflight);
