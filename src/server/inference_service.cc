@@ -239,12 +239,16 @@ struct InferenceService::BoundInfer {
   std::vector<size_t> selected;         // the outputs to return, as indices of the model's
 };
 
-// An infer request waiting in the dynamic batcher.
-struct InferenceService::InferJob : DynamicBatcher::Job {
-  const InferRequest* request = nullptr;
-  const InferSink* sink = nullptr;
+// A request waiting in the dynamic batcher: what every kind shares (its metrics).
+struct InferenceService::ServiceJob : DynamicBatcher::Job {
   ServerMetrics::InFlight* inflight = nullptr;
   RequestStageSeconds stages;
+};
+
+// An infer request waiting in the dynamic batcher.
+struct InferenceService::InferJob : ServiceJob {
+  const InferRequest* request = nullptr;
+  const InferSink* sink = nullptr;
 };
 
 Result<std::span<uint8_t>> InferenceService::LeaseRegion(const SharedMemoryRef& ref,
@@ -435,38 +439,48 @@ Status InferenceService::InferStages(const InferRequest& request, const InferSin
   return sunk;
 }
 
-Status InferenceService::InferBatched(InferJob& job, const BatchingPolicy& policy) {
-  const InferRequest& request = *job.request;
+Status InferenceService::SubmitBatched(std::string_view kind, const std::string& model,
+                                       std::optional<int64_t> version, Deadline deadline,
+                                       ServiceJob& job, const BatchingPolicy& policy,
+                                       const RunBatch& run) {
   const DynamicBatching& queue = policy.batching;
-  ZD_ASSIGN_OR_RETURN(QueueSlot slot, EnterQueue(request.model_name, queue.max_queue_size));
-  job.deadline = QueueDeadline(request.deadline, queue.queue_timeout_us);
-  if (job.deadline < request.deadline) {
-    job.expired_status = QueueTimeoutError(request.model_name, queue.queue_timeout_us);
+  ZD_ASSIGN_OR_RETURN(QueueSlot slot, EnterQueue(model, queue.max_queue_size));
+  job.deadline = QueueDeadline(deadline, queue.queue_timeout_us);
+  if (job.deadline < deadline) {
+    job.expired_status = QueueTimeoutError(model, queue.queue_timeout_us);
   }
   job.inflight->QueueBegin();
   const Status status = batcher_.Submit(
-      BatchQueueName("infer", request.model_name, request.model_version), job, policy,
-      [this, &job, &queue](DynamicBatcher::Gathering& gathering) {
+      BatchQueueName(kind, model, version), job, policy, [&](DynamicBatcher::Gathering& gathering) {
+        // This submitter gathers: it takes the instance the batch runs on, then the batch.
         Result<ModelHandle> handle =
-            AcquireWithin(job.request->model_name, job.request->model_version,
-                          job.request->deadline, queue.queue_timeout_us);
-        std::vector<DynamicBatcher::Job*> batch = gathering.Take();
-        std::vector<InferJob*> jobs;
-        for (DynamicBatcher::Job* taken : batch) {
-          auto* infer = static_cast<InferJob*>(taken);
-          infer->inflight->QueueEnd();
-          infer->stages.queue =
-              std::chrono::duration<double>(infer->taken_at - infer->queued_at).count();
+            AcquireWithin(model, version, deadline, queue.queue_timeout_us);
+        std::vector<ServiceJob*> jobs;
+        for (DynamicBatcher::Job* taken : gathering.Take()) {
+          auto* service_job = static_cast<ServiceJob*>(taken);
+          service_job->inflight->QueueEnd();
+          service_job->stages.queue =
+              std::chrono::duration<double>(taken->taken_at - taken->queued_at).count();
           if (handle.ok()) {
-            jobs.push_back(infer);
+            jobs.push_back(service_job);
           } else {
-            infer->status = handle.status();
+            taken->status = handle.status();
           }
         }
-        if (!jobs.empty()) RunInferBatch(*handle, jobs);
+        if (!jobs.empty()) run(*handle, jobs);
       });
   job.inflight->QueueEnd();
   return status;
+}
+
+Status InferenceService::InferBatched(InferJob& job, const BatchingPolicy& policy) {
+  const InferRequest& request = *job.request;
+  return SubmitBatched("infer", request.model_name, request.model_version, request.deadline, job,
+                       policy, [this](ModelHandle& handle, std::span<ServiceJob* const> jobs) {
+                         std::vector<InferJob*> batch;
+                         for (ServiceJob* j : jobs) batch.push_back(static_cast<InferJob*>(j));
+                         RunInferBatch(handle, batch);
+                       });
 }
 
 void InferenceService::RunInferBatch(ModelHandle& handle, std::span<InferJob* const> batch) {
@@ -562,12 +576,10 @@ void InferenceService::RunInferBatch(ModelHandle& handle, std::span<InferJob* co
 }
 
 // A /v1/detect image waiting in the dynamic batcher.
-struct InferenceService::DetectJob : DynamicBatcher::Job {
+struct InferenceService::DetectJob : ServiceJob {
   const DetectRequest* request = nullptr;
   const DecodedImage* image = nullptr;
   double decode_ms = 0;
-  ServerMetrics::InFlight* inflight = nullptr;
-  RequestStageSeconds stages;
   Result<DetectResponse> response = InternalError("the image was not run");
 };
 
@@ -693,36 +705,12 @@ Result<DetectResponse> InferenceService::FinishDetect(const DetectRequest& reque
 
 Status InferenceService::DetectBatched(DetectJob& job, const BatchingPolicy& policy) {
   const DetectRequest& request = *job.request;
-  const DynamicBatching& queue = policy.batching;
-  ZD_ASSIGN_OR_RETURN(QueueSlot slot, EnterQueue(request.model_name, queue.max_queue_size));
-  job.deadline = QueueDeadline(request.deadline, queue.queue_timeout_us);
-  if (job.deadline < request.deadline) {
-    job.expired_status = QueueTimeoutError(request.model_name, queue.queue_timeout_us);
-  }
-  job.inflight->QueueBegin();
-  const Status status = batcher_.Submit(
-      BatchQueueName("detect", request.model_name, request.model_version), job, policy,
-      [this, &job, &queue](DynamicBatcher::Gathering& gathering) {
-        Result<ModelHandle> handle =
-            AcquireWithin(job.request->model_name, job.request->model_version,
-                          job.request->deadline, queue.queue_timeout_us);
-        std::vector<DynamicBatcher::Job*> batch = gathering.Take();
-        std::vector<DetectJob*> jobs;
-        for (DynamicBatcher::Job* taken : batch) {
-          auto* detect = static_cast<DetectJob*>(taken);
-          detect->inflight->QueueEnd();
-          detect->stages.queue =
-              std::chrono::duration<double>(detect->taken_at - detect->queued_at).count();
-          if (handle.ok()) {
-            jobs.push_back(detect);
-          } else {
-            detect->status = handle.status();
-          }
-        }
-        if (!jobs.empty()) RunDetectBatch(*handle, jobs);
-      });
-  job.inflight->QueueEnd();
-  return status;
+  return SubmitBatched("detect", request.model_name, request.model_version, request.deadline, job,
+                       policy, [this](ModelHandle& handle, std::span<ServiceJob* const> jobs) {
+                         std::vector<DetectJob*> batch;
+                         for (ServiceJob* j : jobs) batch.push_back(static_cast<DetectJob*>(j));
+                         RunDetectBatch(handle, batch);
+                       });
 }
 
 void InferenceService::RunDetectBatch(ModelHandle& handle, std::span<DetectJob* const> batch) {

@@ -220,6 +220,7 @@ class InferenceService {
 
  private:
   struct BoundInfer;
+  struct ServiceJob;
   struct InferJob;
   struct DetectJob;
 
@@ -258,6 +259,14 @@ class InferenceService {
   // Infer, one request per Run.
   Status InferStages(const InferRequest& request, const InferSink& sink,
                      ServerMetrics::InFlight& inflight, RequestStageSeconds& stages);
+  // Runs one gathered batch on the instance its gatherer took.
+  using RunBatch = std::function<void(ModelHandle&, std::span<ServiceJob* const>)>;
+  // Queues `job` (a request of `kind` for `model`, whose own deadline is `deadline`) in the
+  // batcher under the model's queue policy; its batch's gatherer takes an instance and hands
+  // the batch to `run`. Errors: EnterQueue's; the job's own status once its batch ran.
+  Status SubmitBatched(std::string_view kind, const std::string& model,
+                       std::optional<int64_t> version, Deadline deadline, ServiceJob& job,
+                       const BatchingPolicy& policy, const RunBatch& run);
   // Infer through the dynamic batcher (the model's config has dynamic_batching).
   Status InferBatched(InferJob& job, const BatchingPolicy& policy);
   void RunInferBatch(ModelHandle& handle, std::span<InferJob* const> batch);
