@@ -42,6 +42,9 @@ nlohmann::ordered_json SummaryJson(const pipeline::PipelineSummary& summary) {
                            {"frames_lost_in_flight", m.frames_lost_in_flight},
                            {"worker_restarts", m.worker_restarts}};
   }
+  if (summary.mqtt_published > 0 || summary.mqtt_dropped > 0) {
+    out["mqtt"] = {{"published", summary.mqtt_published}, {"dropped", summary.mqtt_dropped}};
+  }
   return out;
 }
 
