@@ -31,6 +31,9 @@ fi
 # npm fetches ONNX Runtime; a machine with Node.js from elsewhere (e.g. NodeSource, whose nodejs
 # package bundles npm and conflicts with Debian's npm) already has it.
 command -v npm >/dev/null 2>&1 || packages+=(npm)
+# kubectl renders deploy/k8s in the deploy checks: Debian's kubernetes-client, unless a kubectl
+# is installed already (the Google Cloud SDK's kubectl package owns the same path).
+command -v kubectl >/dev/null 2>&1 || packages+=(kubernetes-client)
 
 missing=()
 for p in "${packages[@]}"; do
